@@ -1,0 +1,99 @@
+"""The `course` command: train models, fetch data, grade exercises, publish exercises.
+
+    course train lenet5 --dataset mnist --epochs 3 --out runs/lenet5
+    course grade week3 --target exercises
+    course data download mnist --data-dir ~/data
+"""
+
+import argparse
+import sys
+
+from course import data
+from course.train import SettingsError
+
+
+class CommandError(Exception):
+    """A user mistake on the command line; printed as one line, without a traceback."""
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from course import registry, train
+
+    recipes = registry.recipes()
+    if args.model not in recipes:
+        raise CommandError(f"unknown model {args.model!r}; valid models: {', '.join(sorted(recipes))}")
+    recipe = recipes[args.model]
+    dataset = args.dataset or recipe.dataset
+    if dataset not in recipe.datasets:
+        raise CommandError(f"model {args.model!r} does not train on {dataset!r}; "
+                           f"valid datasets for it: {', '.join(recipe.datasets)}")
+    history = train.fit(recipe, model_name=args.model, dataset=dataset, epochs=args.epochs,
+                        batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                        data_dir=args.data_dir, out_dir=args.out, resume=args.resume,
+                        max_train_examples=args.max_train_examples, progress=not args.quiet)
+    final = history[-1]
+    print(f"{args.model} on {dataset}: test accuracy {final['test_accuracy']:.2%} after {final['epoch']} epochs"
+          + (f"; metrics in {args.out}/metrics.json" if args.out else ""))
+    return 0
+
+
+def data_command(args: argparse.Namespace) -> int:
+    from course import download
+
+    root = data.data_root(args.data_dir)
+    if root is None:
+        raise CommandError("no data folder: pass --data-dir or set COURSE_DATA_DIR")
+    for name in args.names:
+        print(f"{name}: {download.download(name, root)}")
+    return 0
+
+
+def delegate(module_name: str):
+    def command(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(module_name).main(args.rest)
+
+    return command
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="course", description="Deep Into CNN: the JAX/Flax course.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and write its metrics, curves and checkpoints")
+    train.add_argument("model", help="a model name, e.g. mlp, simple_cnn, lenet5, lenet5_relu, alexnet")
+    train.add_argument("--dataset", help=f"one of: {', '.join(data.IMAGE_DATASETS)} (default: the recipe's)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--data-dir", help="folder holding the datasets' files (default: $COURSE_DATA_DIR)")
+    train.add_argument("--out", help="folder for metrics.json, curves.png and checkpoints")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/last")
+    train.add_argument("--max-train-examples", type=int, help="train on the first N examples only")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.set_defaults(run=train_command)
+
+    data_parser = commands.add_parser("data", help="fetch datasets into the data folder")
+    data_parser.add_argument("action", choices=["download"])
+    data_parser.add_argument("names", nargs="+", choices=["mnist", "fashion_mnist", "cifar10"])
+    data_parser.add_argument("--data-dir", help="where to put them (default: $COURSE_DATA_DIR)")
+    data_parser.set_defaults(run=data_command)
+
+    for name, module_name, help_text in (
+            ("grade", "grader.cli", "grade exercises (or a submission folder) against the reference"),
+            ("publish", "course.publish", "regenerate exercises/ from solutions/ (instructors)")):
+        sub = commands.add_parser(name, help=help_text, add_help=False)
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.set_defaults(run=delegate(module_name))
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CommandError, data.DataError, SettingsError) as error:
+        print(f"course {args.command}: error: {error}", file=sys.stderr)
+        return 2

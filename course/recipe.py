@@ -1,0 +1,50 @@
+"""A recipe: the one visible place where a week states how its model is trained."""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import optax
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to train one model with `course.train.fit` (and `course train MODEL`).
+
+    Attributes:
+      model: builds the model from `nnx.Rngs`; the model maps a float batch (N, H, W, C) to
+        outputs (N, classes).
+      train_step, eval_step: the week's jitted steps (see `course.steps`).
+      dataset: the dataset trained on by default (a name for `course.data.load`).
+      datasets: every dataset this model accepts.
+      epochs, batch_size, learning_rate: the defaults that `course train` can override.
+      optimizer: maps a learning rate (a float or an optax schedule) to an optax transformation.
+      schedule: "constant", or "cosine" (decays to zero over the whole run), or "warmup_cosine"
+        (linear warm-up over the first epoch, then cosine decay).
+      prepare: maps a uint8 batch (N, H, W, C) to the model's float input; jittable.
+      augment: maps `(key, prepared_batch)` to an augmented batch during training; jittable; or None.
+      validation_fraction: share of the training split held out to choose the best checkpoint.
+    """
+
+    model: Callable[[nnx.Rngs], nnx.Module]
+    train_step: Callable
+    eval_step: Callable
+    dataset: str
+    datasets: tuple[str, ...]
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: Callable[..., optax.GradientTransformation] = optax.sgd
+    schedule: str = "constant"
+    prepare: Callable[[jax.Array], jax.Array] | None = None
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    validation_fraction: float = 0.0
+
+    def __post_init__(self):
+        if self.dataset not in self.datasets:
+            raise ValueError(f"Recipe dataset {self.dataset!r} is not among its datasets {self.datasets}")
+        if self.schedule not in ("constant", "cosine", "warmup_cosine"):
+            raise ValueError(f"Recipe schedule must be 'constant', 'cosine' or 'warmup_cosine', got {self.schedule!r}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")

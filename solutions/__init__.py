@@ -1,0 +1,1 @@
+"""Reference solutions of the course, one module per week; the exercises are generated from them."""

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real data folder (../shared/data on development and CI machines)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test session caches decoded datasets in its own folder, never in the user's cache."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "course-cache"))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The folder of real datasets: $COURSE_DATA_DIR, else ../shared/data beside the repository."""
+    folder = Path(os.environ.get("COURSE_DATA_DIR", SHARED_DATA))
+    if not (folder / "mnist").is_dir():
+        pytest.skip(f"real datasets not found in {folder}; set COURSE_DATA_DIR")
+    return folder

@@ -1,0 +1,192 @@
+"""course.train and course.steps: the loop, determinism, checkpoints and exact resume, data parallelism."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from course import steps, train
+from course.layers import max_pool
+from course.recipe import Recipe
+
+
+class TinyCNN(nnx.Module):
+    """A small CNN with dropout, for fast tests of the engine on `shapes_gray`."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+        self.dropout = nnx.Dropout(0.3, rngs=rngs)
+        self.linear = nnx.Linear(4 * 14 * 14, 10, rngs=rngs)
+
+    def __call__(self, images):
+        features = max_pool(nnx.relu(self.conv(images)), 2, 2)
+        return self.linear(self.dropout(features.reshape(features.shape[0], -1)))
+
+
+def tiny_recipe(**overrides) -> Recipe:
+    settings = dict(model=TinyCNN, train_step=steps.make_train_step(steps.softmax_cross_entropy),
+                    eval_step=steps.make_eval_step(steps.softmax_cross_entropy), dataset="shapes_gray",
+                    datasets=("shapes_gray",), epochs=3, batch_size=50, learning_rate=3e-3,
+                    optimizer=optax.adam, schedule="cosine", validation_fraction=0.2)
+    settings.update(overrides)
+    return Recipe(**settings)
+
+
+FIT = dict(max_train_examples=1000, progress=False)
+MEASURED = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "test_loss", "test_accuracy")
+
+
+def measured(history):
+    return [{name: record[name] for name in MEASURED} for record in history]
+
+
+def test_train_step_matches_a_hand_written_sgd_step():
+    model = TinyCNN(nnx.Rngs(0))
+    model.eval()  # no dropout: the step is a pure function of the parameters
+    images = jax.random.normal(jax.random.key(1), (8, 28, 28, 1))
+    labels = jnp.arange(8) % 10
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss_of(params):
+        return steps.softmax_cross_entropy(nnx.merge(graphdef, params, rest)(images), labels)
+
+    expected_loss, grads = jax.value_and_grad(loss_of)(params)
+    expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    metrics = steps.make_train_step(steps.softmax_cross_entropy)(model, optimizer, images, labels)
+    assert float(metrics["loss"]) == pytest.approx(float(expected_loss), rel=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), nnx.state(model, nnx.Param), expected)
+
+
+def test_accuracy_and_cross_entropy_against_references():
+    logits = jax.random.normal(jax.random.key(2), (16, 10))
+    labels = jax.random.randint(jax.random.key(3), (16,), 0, 10)
+    assert float(steps.accuracy(logits, labels)) == pytest.approx(np.mean(np.argmax(logits, 1) == labels))
+    log_probs = np.asarray(logits, np.float64) - np.log(np.exp(np.asarray(logits, np.float64)).sum(1, keepdims=True))
+    expected = -log_probs[np.arange(16), labels].mean()
+    assert float(steps.softmax_cross_entropy(logits, labels)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_fit_learns_and_writes_its_outputs(tmp_path):
+    history = train.fit(tiny_recipe(), out_dir=tmp_path, **FIT)
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_accuracy"] > 0.5
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["history"] == history
+    for name in ("epoch_seconds", "images_per_second", "test_loss", "validation_accuracy"):
+        assert name in written["history"][0]
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    best = json.loads((tmp_path / "checkpoint" / "best" / "info.json").read_text())
+    best_epoch = max(history, key=lambda record: record["validation_accuracy"])["epoch"]
+    assert best["epoch"] == best_epoch
+    assert not list(tmp_path.glob("checkpoint/*.partial"))
+
+
+def test_fit_is_deterministic_for_a_seed():
+    first = train.fit(tiny_recipe(epochs=2), seed=3, **FIT)
+    second = train.fit(tiny_recipe(epochs=2), seed=3, **FIT)
+    other_seed = train.fit(tiny_recipe(epochs=2), seed=4, **FIT)
+    assert measured(first) == measured(second)
+    assert measured(first) != measured(other_seed)
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
+    recipe = tiny_recipe(augment=lambda key, images: images + 0.01 * jax.random.normal(key, images.shape))
+    uninterrupted = train.fit(recipe, out_dir=tmp_path / "whole", **FIT)
+
+    save = train.save_checkpoint
+
+    def save_then_die_after_epoch_2(path, model, optimizer, info):
+        save(path, model, optimizer, info)
+        if path.name == "last" and info["epoch"] == 2:
+            raise KeyboardInterrupt  # the run is killed right after its second epoch
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(recipe, out_dir=tmp_path / "killed", **FIT)
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    resumed = train.fit(recipe, out_dir=tmp_path / "killed", resume=True, **FIT)
+    assert measured(resumed) == measured(uninterrupted)
+    assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["history"] == resumed
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    train.fit(tiny_recipe(epochs=1), out_dir=tmp_path, **FIT)
+    with pytest.raises(train.SettingsError, match="Cannot resume"):
+        train.fit(tiny_recipe(epochs=1), out_dir=tmp_path, resume=True, learning_rate=0.5, **FIT)
+
+
+def test_restore_checkpoint_gives_the_saved_model(tmp_path):
+    train.fit(tiny_recipe(epochs=1), out_dir=tmp_path, **FIT)
+    model = TinyCNN(nnx.Rngs(99))
+    info = train.restore_checkpoint(tmp_path / "checkpoint" / "last", model)
+    assert info["epoch"] == 1
+    model.eval()
+    images = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
+    again = TinyCNN(nnx.Rngs(5))
+    train.restore_checkpoint(tmp_path / "checkpoint" / "last", again)
+    again.eval()
+    np.testing.assert_array_equal(model(images), again(images))
+    with pytest.raises(FileNotFoundError, match="not a checkpoint written by `course train`"):
+        train.restore_checkpoint(tmp_path, model)
+
+
+def test_settings_errors_name_the_problem():
+    with pytest.raises(train.SettingsError, match="does not train on 'mnist'.*shapes_gray"):
+        train.fit(tiny_recipe(), dataset="mnist", **FIT)
+    with pytest.raises(train.SettingsError, match="fewer than one batch"):
+        train.fit(tiny_recipe(), batch_size=5000, **FIT)
+
+
+def test_schedules():
+    recipe = tiny_recipe(schedule="warmup_cosine")
+    schedule = train.learning_rate_schedule(recipe, 1.0, total_steps=100, steps_per_epoch=10)
+    assert float(schedule(0)) == 0.0 and float(schedule(10)) == pytest.approx(1.0)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-6)
+    assert train.learning_rate_schedule(tiny_recipe(schedule="constant"), 0.3, 100, 10) == 0.3
+
+
+EIGHT_DEVICES = textwrap.dedent("""
+    import jax, numpy as np, optax
+    from flax import nnx
+    from course import steps, train
+    from tests.test_train import TinyCNN
+    assert jax.local_device_count() == 8, jax.devices()
+    images = np.random.default_rng(0).normal(size=(32, 28, 28, 1)).astype(np.float32)
+    labels = (np.arange(32) % 10).astype(np.int32)
+    train_step = steps.make_train_step(steps.softmax_cross_entropy)
+    results = []
+    for mesh in (None, train.data_mesh()):
+        model = TinyCNN(nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, optax.sgd(0.1, momentum=0.9), wrt=nnx.Param)
+        nnx.update((model, optimizer), train.replicate(nnx.state((model, optimizer)), mesh))
+        batch_images, batch_labels = train.shard_batch(images, mesh), train.shard_batch(labels, mesh)
+        if mesh is not None:
+            assert len(batch_images.sharding.device_set) == 8
+        for _ in range(2):
+            metrics = train_step(model, optimizer, batch_images, batch_labels)
+        results.append((float(metrics["loss"]), jax.device_get(nnx.state(model, nnx.Param))))
+    (single_loss, single), (sharded_loss, sharded) = results
+    np.testing.assert_allclose(sharded_loss, single_loss, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), sharded, single)
+    print("EIGHT DEVICES MATCH", single_loss)
+""")
+
+
+def test_data_parallel_step_on_eight_devices_matches_one_device():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+                   "JAX_PLATFORMS": "cpu", "PYTHONPATH": root}
+    result = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], cwd=root, env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "EIGHT DEVICES MATCH" in result.stdout
