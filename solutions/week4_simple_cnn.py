@@ -1,0 +1,92 @@
+"""Week 4: a small convolutional network (SimpleCNN) on CIFAR-10.
+
+Two 3x3 convolutions with 2x2 max-pooling, then three fully connected layers with dropout
+before the last one: 217,907 parameters, the same as the PyTorch original.
+
+Differences from the PyTorch original:
+- Images are NHWC (batch, height, width, channels), not NCHW; kernels are HWIO, not OIHW.
+- The flatten after the last pooling orders the 1600 features as (H, W, C) = (8, 8, 25), channels
+  last, where PyTorch's `x.view(-1, 25 * 8 * 8)` orders them (C, H, W). Porting the first fully
+  connected layer's weight `w` (128, 1600) from PyTorch therefore needs
+  `w.reshape(128, 25, 8, 8).transpose(2, 3, 1, 0).reshape(1600, 128)`.
+- Dropout is switched by `model.train()` / `model.eval()`, as in PyTorch, and draws its random
+  masks from the `nnx.Rngs` the model was built with.
+"""
+
+import jax
+import optax
+from flax import nnx
+
+from course import layers, transforms
+from course.recipe import Recipe
+from course.steps import make_eval_step, make_train_step, softmax_cross_entropy
+
+
+class SimpleCNN(nnx.Module):
+    """conv 3->16 -> pool -> conv 16->25 -> pool -> fc 1600->128 -> fc 128->64 -> dropout -> fc 64->10.
+
+    Every convolution is 3x3 with padding 1 (the size is kept) and followed by ReLU and a 2x2
+    max-pool with stride 2; the first two fully connected layers are followed by ReLU.
+
+    Input: (N, 32, 32, 3) float images. Output: (N, num_classes) logits.
+    """
+
+    def __init__(self, num_classes: int = 10, *, rngs: nnx.Rngs):
+        # BEGIN TASK 4.1: two 3x3 convolutions (padding 1), three Linear layers, nnx.Dropout(0.4)
+        self.conv1 = nnx.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)
+        self.conv2 = nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)
+        self.fc1 = nnx.Linear(8 * 8 * 25, 128, rngs=rngs)
+        self.fc2 = nnx.Linear(128, 64, rngs=rngs)
+        self.dropout = nnx.Dropout(0.4, rngs=rngs)
+        self.fc3 = nnx.Linear(64, num_classes, rngs=rngs)
+        # END TASK
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Maps images (N, 32, 32, 3) to logits (N, num_classes)."""
+        # BEGIN TASK 4.2: conv-ReLU-pool twice, flatten to (N, 1600), then the fully connected layers
+        x = layers.max_pool(nnx.relu(self.conv1(images)), window=2, stride=2)  # (N, 16, 16, 16)
+        x = layers.max_pool(nnx.relu(self.conv2(x)), window=2, stride=2)  # (N, 8, 8, 25)
+        x = x.reshape(x.shape[0], -1)  # (N, 1600) in (H, W, C) order
+        x = nnx.relu(self.fc1(x))
+        x = nnx.relu(self.fc2(x))
+        return self.fc3(self.dropout(x))
+        # END TASK
+
+
+def prepare(images: jax.Array) -> jax.Array:
+    """uint8 images (N, 32, 32, 3) -> float32 in [-1, 1]: mean 0.5 and std 0.5 per channel, as the original."""
+    return transforms.normalize(images, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def augment(key: jax.Array, images: jax.Array) -> jax.Array:
+    """Random shifts of up to 2 pixels (zero padding, then a 32x32 crop) and random left-right flips."""
+    return transforms.random_crop_flip(key, images, padding=2)
+
+
+train_step = make_train_step(softmax_cross_entropy)
+eval_step = make_eval_step(softmax_cross_entropy)
+
+# The original (SGD lr 0.019, batch 20, 15 epochs, no augmentation) reached 69%; the net then
+# overfits, since the 1600->128 layer holds 94% of the weights. Flips and small shifts cut that
+# overfitting while costing little speed of learning (a 4-pixel shift helps more only after many
+# more epochs). Adam with a cosine decay to zero converges in fewer epochs than constant-rate SGD,
+# and batch 128 runs several times more images per second on a CPU than batch 20. A 2-core CPU
+# trains about 1,200-1,800 images/s, 22-35 s per epoch of 40,000 images: 16 epochs fit in 10
+# minutes with the validation passes, aiming at >= 72% test accuracy.
+RECIPES = {
+    "simple_cnn": Recipe(
+        model=lambda rngs: SimpleCNN(rngs=rngs),
+        train_step=train_step,
+        eval_step=eval_step,
+        dataset="cifar10",
+        datasets=("cifar10", "shapes_rgb"),
+        epochs=16,
+        batch_size=128,
+        learning_rate=2e-3,
+        optimizer=optax.adam,
+        schedule="warmup_cosine",
+        prepare=prepare,
+        augment=augment,
+        validation_fraction=0.2,
+    ),
+}

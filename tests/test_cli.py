@@ -1,0 +1,56 @@
+"""The `course` command: training end to end, and its messages for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from course.cli import main
+
+
+def test_train_writes_metrics_and_curves(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "mlp", "--dataset", "shapes_gray", "--epochs", "2", "--batch-size", "50",
+                 "--max-train-examples", "1000", "--out", str(out), "--quiet"])
+    assert code == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(history) == 2
+    for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds", "images_per_second"):
+        assert isinstance(history[0][name], float)
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert (out / "checkpoint" / "best" / "info.json").is_file()
+    assert "mlp on shapes_gray: test accuracy" in capsys.readouterr().out
+
+
+def test_unknown_model_lists_the_valid_ones(capsys):
+    assert main(["train", "lenet6"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown model 'lenet6'" in error
+    for name in ("mlp", "simple_cnn", "lenet5", "alexnet"):
+        assert name in error
+
+
+def test_dataset_the_model_does_not_take_lists_the_valid_ones(capsys):
+    assert main(["train", "simple_cnn", "--dataset", "mnist"]) == 2
+    assert "does not train on 'mnist'; valid datasets for it: cifar10" in capsys.readouterr().err
+
+
+def test_data_folder_without_the_files_says_where_it_looked(tmp_path, capsys):
+    assert main(["train", "lenet5", "--dataset", "mnist", "--data-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"No files for dataset 'mnist' in {tmp_path}" in error
+    assert "train-images-idx3-ubyte.gz" in error
+
+
+def test_python_dash_m_course_runs_the_command():
+    result = subprocess.run([sys.executable, "-m", "course", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for command in ("train", "grade", "publish", "data"):
+        assert command in result.stdout
+
+
+def test_unknown_command_is_refused():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fly"])
+    assert exit_info.value.code == 2
