@@ -1,4 +1,4 @@
-"""The `course` command: train models, fetch data, grade exercises, publish exercises.
+"""The `course` command: train and evaluate models, fetch data, draw figures, grade and publish exercises.
 
     course train lenet5 --dataset mnist --epochs 3 --out runs/lenet5
     course grade week3 --target exercises
@@ -48,11 +48,13 @@ def data_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def delegate(module_name: str):
+def delegate(module_name: str, function_name: str = "main"):
+    """A command that hands its remaining arguments to `module_name.function_name(argv)`."""
+
     def command(args: argparse.Namespace) -> int:
         import importlib
 
-        return importlib.import_module(module_name).main(args.rest)
+        return getattr(importlib.import_module(module_name), function_name)(args.rest)
 
     return command
 
@@ -81,12 +83,15 @@ def parser() -> argparse.ArgumentParser:
     data_parser.add_argument("--data-dir", help="where to put them (default: $COURSE_DATA_DIR)")
     data_parser.set_defaults(run=data_command)
 
-    for name, module_name, help_text in (
-            ("grade", "grader.cli", "grade exercises (or a submission folder) against the reference"),
-            ("publish", "course.publish", "regenerate exercises/ from solutions/ (instructors)")):
+    for name, module_name, function_name, help_text in (
+            ("grade", "grader.cli", "main", "grade exercises (or a submission folder) against the reference"),
+            ("publish", "course.publish", "main", "regenerate exercises/ from solutions/ (instructors)"),
+            ("viz", "course.viz_cli", "main", "draw filters, feature maps, dashboards, predictions (PNG)"),
+            ("port", "course.port", "main_port", "convert a PyTorch checkpoint of the original course"),
+            ("eval", "course.port", "main_eval", "test accuracy (overall and per class) of a checkpoint")):
         sub = commands.add_parser(name, help=help_text, add_help=False)
         sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(run=delegate(module_name))
+        sub.set_defaults(run=delegate(module_name, function_name))
     return top
 
 

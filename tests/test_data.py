@@ -283,3 +283,55 @@ def test_holdout_split_partitions_the_examples():
     kept, held_out = data.holdout_split(100, 0.2, seed=0)
     assert len(held_out) == 20 and len(kept) == 80
     assert sorted(np.concatenate([kept, held_out]).tolist()) == list(range(100))
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloading (with a stand-in for tensorflow-datasets' download manager: no network in tests)
+
+class FakeDownloadManager:
+    """Serves the requested URLs from files made here, as tfds' DownloadManager.download would."""
+
+    def __init__(self, folder, contents: dict[str, bytes]):
+        self.folder, self.contents, self.requested = folder, contents, {}
+
+    def download(self, urls: dict[str, str]) -> dict:
+        self.requested.update(urls)
+        paths = {}
+        for key, url in urls.items():
+            paths[key] = self.folder / f"fetched-{key}"
+            paths[key].write_bytes(self.contents[key])
+        return paths
+
+
+def test_download_places_idx_files_where_load_finds_them(tmp_path):
+    from course import download
+
+    images, labels = small_images(), np.arange(6, dtype=np.uint8)
+    contents = {}
+    for split, (image_stem, label_stem) in data.IDX_FILES.items():
+        contents[image_stem + ".gz"] = gzip.compress(idx_bytes(images, 2051))
+        contents[label_stem + ".gz"] = gzip.compress(idx_bytes(labels, 2049))
+    manager = FakeDownloadManager(tmp_path, contents)
+    folder = download.download("mnist", tmp_path / "data", download_manager=manager)
+    assert folder == tmp_path / "data" / "mnist"
+    assert all(url.endswith(file) for file, url in manager.requested.items())
+    np.testing.assert_array_equal(data.load("mnist", "test", data_dir=tmp_path / "data")[0][..., 0], images)
+    assert not list(folder.glob("*.partial"))
+    # A second call finds the files and fetches nothing.
+    assert download.download("mnist", tmp_path / "data", download_manager=None) == folder
+
+
+def test_download_unpacks_the_cifar_archive(tmp_path):
+    from course import download
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            content = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [1]})
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    manager = FakeDownloadManager(tmp_path, {"cifar-10-python.tar.gz": buffer.getvalue()})
+    download.download("cifar10", tmp_path / "data", download_manager=manager)
+    images, labels = data.load("cifar10", "train", data_dir=tmp_path / "data")
+    assert images.shape == (5, 32, 32, 3) and labels.tolist() == [1] * 5
