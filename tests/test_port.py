@@ -1,0 +1,382 @@
+"""Tests of `course.port`: PyTorch checkpoints of the original give the original's outputs in JAX.
+
+Tolerance of the parity tests: outputs agree elementwise to rtol 1e-5, with an absolute floor of
+1e-6 times the largest output (float32 convolutions summed in another order differ by a few ulps,
+and an output near 0 has no meaningful relative error). Tests that need torch skip without it.
+"""
+
+import json
+import secrets
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from course import data, port, registry, train
+from solutions.week2_neural_networks import MLP
+from solutions.week4_simple_cnn import SimpleCNN
+from solutions.week5_lenet import LeNet5, LeNet5ReLU
+from solutions.week6_alexnet import AlexNet
+
+JAX_MODELS = {"mlp": MLP, "simple_cnn": SimpleCNN, "lenet5": LeNet5, "lenet5_relu": LeNet5ReLU, "alexnet": AlexNet}
+# Parameter counts stated by the original course (ORIGINAL_COURSE.md) and week 2's docstring.
+ORIGINAL_PARAMETER_COUNTS = {"mlp": 242_762, "simple_cnn": 217_907, "lenet5": 61_706, "lenet5_relu": 61_706,
+                             "alexnet": 43_553_542}
+
+
+def assert_outputs_equal(actual, expected, seed):
+    expected = np.asarray(expected)
+    np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max(),
+                               err_msg=f"seed {seed}")
+
+
+def abstract_model(model_name):
+    """The model with shapes instead of weights: `load_state_dict` fills in every parameter, no random init."""
+    return nnx.eval_shape(lambda: JAX_MODELS[model_name](rngs=nnx.Rngs(0)))
+
+
+def random_state_dict(model_name, naming, seed=0):
+    """Random float32 arrays in PyTorch's layout for `model_name`, named as `naming`."""
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(shape).astype(np.float32) * 0.1
+            for name, shape in port.torch_shapes(abstract_model(model_name), model_name, naming).items()}
+
+
+def port_message(model_name, state_dict):
+    model = abstract_model(model_name)
+    with pytest.raises(port.PortError) as error:
+        port.load_state_dict(model, model_name, state_dict)
+    return str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout conversions against independent references (no torch needed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(channels=st.integers(1, 4), height=st.integers(1, 4), width=st.integers(1, 4), outputs=st.integers(1, 3),
+       seed=st.integers(0, 2**31))
+def test_linear_kernel_reads_channels_last_features_as_pytorch_reads_channels_first(channels, height, width,
+                                                                                     outputs, seed):
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((outputs, channels * height * width))
+    feature_map = rng.standard_normal((channels, height, width))
+    pytorch = weight @ feature_map.reshape(-1)  # x.view(N, -1) of an NCHW map
+    kernel = port.convert_linear_kernel(weight, (channels, height, width))
+    jax_order = feature_map.transpose(1, 2, 0).reshape(-1)  # the JAX models' (H, W, C) flatten
+    np.testing.assert_allclose(jax_order @ kernel, pytorch, rtol=1e-12)
+
+
+def test_conv_kernel_is_hwio():
+    weight = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # (out, in, kh, kw)
+    kernel = port.convert_conv_kernel(weight)
+    assert kernel.shape == (4, 5, 3, 2)
+    assert kernel[1, 2, 0, 1] == weight[1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("model_name", sorted(ORIGINAL_PARAMETER_COUNTS))
+def test_expected_pytorch_shapes_add_up_to_the_original_parameter_counts(model_name):
+    for naming in port.NAMINGS[model_name]:
+        shapes = port.torch_shapes(abstract_model(model_name), model_name, naming)
+        assert sum(int(np.prod(shape)) for shape in shapes.values()) == ORIGINAL_PARAMETER_COUNTS[model_name]
+
+
+def numpy_conv_nchw(images, weight, bias, padding=0):
+    """PyTorch's Conv2d (stride 1) in float64 numpy: images (N, C, H, W), weight (O, C, kh, kw)."""
+    images = np.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = np.lib.stride_tricks.sliding_window_view(images, weight.shape[2:], axis=(2, 3))
+    return np.einsum("nchwij,ocij->nohw", windows, weight, optimize=True) + bias[:, None, None]
+
+
+def numpy_pool_nchw(images):
+    n, c, h, w = images.shape
+    return images.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
+def numpy_simple_cnn(sd, images):
+    """The original SimpleCNN's eval-mode forward pass in float64 numpy, NCHW, (C, H, W) flatten."""
+    relu = lambda x: np.maximum(x, 0)  # noqa: E731
+    x = numpy_pool_nchw(relu(numpy_conv_nchw(images, sd["conv1.weight"], sd["conv1.bias"], 1)))
+    x = numpy_pool_nchw(relu(numpy_conv_nchw(x, sd["conv2.weight"], sd["conv2.bias"], 1)))
+    x = x.reshape(len(x), -1)
+    x = relu(x @ sd["fc1.weight"].T + sd["fc1.bias"])
+    x = relu(x @ sd["fc2.weight"].T + sd["fc2.bias"])
+    return x @ sd["fc3.weight"].T + sd["fc3.bias"]
+
+
+def test_simple_cnn_matches_a_numpy_nchw_forward_pass():
+    seed = secrets.randbits(32)
+    state_dict = random_state_dict("simple_cnn", "attributes", seed)
+    images = np.random.default_rng(seed).standard_normal((2, 3, 32, 32))
+    model = abstract_model("simple_cnn")
+    assert port.load_state_dict(model, "simple_cnn", state_dict) == "attributes"
+    model.eval()
+    outputs = model(jnp.asarray(images.transpose(0, 2, 3, 1), jnp.float32))
+    expected = numpy_simple_cnn({k: v.astype(np.float64) for k, v in state_dict.items()}, images)
+    assert_outputs_equal(outputs, expected, seed)
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "lenet5", "lenet5_relu"])
+def test_every_naming_of_a_model_loads_the_same_weights(model_name):
+    namings = list(port.NAMINGS[model_name])
+    first = random_state_dict(model_name, namings[0], seed=1)
+    loaded = []
+    for naming in namings:
+        model = abstract_model(model_name)
+        renamed = dict(zip(port.torch_shapes(model, model_name, naming), first.values()))
+        assert port.load_state_dict(model, model_name, renamed) == naming
+        loaded.append(nnx.state(model, nnx.Param))
+    for state in loaded[1:]:
+        jax.tree.map(np.testing.assert_array_equal, state, loaded[0])
+
+
+def test_ported_model_is_the_seeded_model_with_the_checkpoint_weights():
+    state_dict = random_state_dict("mlp", "fc", seed=2)
+    ported, naming = port.ported_model("mlp", state_dict, seed=5)
+    loaded = MLP(rngs=nnx.Rngs(5))
+    assert port.load_state_dict(loaded, "mlp", state_dict) == naming == "fc"
+    same_key = jax.random.key_data(ported.dropout.rngs.key[...]) == jax.random.key_data(loaded.dropout.rngs.key[...])
+    assert np.all(same_key)
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(ported, nnx.Param), nnx.state(loaded, nnx.Param))
+
+
+def test_data_parallel_prefix_and_float64_arrays_are_accepted():
+    state_dict = {f"module.{name}": value.astype(np.float64)
+                  for name, value in random_state_dict("lenet5_relu", "numbered").items()}
+    model = abstract_model("lenet5_relu")
+    assert port.load_state_dict(model, "lenet5_relu", state_dict) == "numbered"
+    assert model.f6.kernel[...].dtype == jnp.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed checkpoints: each says what does not fit
+
+
+def test_missing_key_is_named():
+    state_dict = random_state_dict("simple_cnn", "attributes")
+    del state_dict["fc3.bias"]
+    message = port_message("simple_cnn", state_dict)
+    assert "checkpoint does not fit model 'simple_cnn' (naming 'attributes'): missing fc3.bias" in message
+    assert "unexpected" not in message and "looks like" not in message
+
+
+def test_extra_key_is_named():
+    state_dict = random_state_dict("lenet5", "numbered")
+    state_dict["fc3.weight"] = np.zeros((10, 84), np.float32)
+    message = port_message("lenet5", state_dict)
+    assert "(naming 'numbered'): unexpected fc3.weight" in message
+    assert "missing" not in message
+
+
+def test_wrong_shape_is_named_with_both_shapes():
+    state_dict = random_state_dict("simple_cnn", "attributes")
+    state_dict["fc1.weight"] = np.zeros((128, 1024), np.float32)
+    message = port_message("simple_cnn", state_dict)
+    assert "wrong shapes: fc1.weight is (128, 1024), expected (128, 1600)" in message
+
+
+def test_checkpoint_of_another_model_with_the_same_names_says_which_model():
+    message = port_message("simple_cnn", random_state_dict("lenet5_relu", "numbered"))
+    assert "conv1.weight is (6, 1, 5, 5), expected (16, 3, 3, 3)" in message
+    assert message.endswith("It looks like a checkpoint of 'lenet5_relu': use --model lenet5_relu")
+
+
+def test_checkpoint_of_another_model_with_other_names_says_which_model():
+    message = port_message("simple_cnn", random_state_dict("lenet5", "sequential"))
+    assert "none of its names fit; expected conv1.bias, conv1.weight" in message
+    assert "got classifier.0.bias" in message
+    assert "It looks like a checkpoint of 'lenet5'" in message
+
+
+def test_tanh_lenet_given_for_the_relu_variant_says_so():
+    message = port_message("lenet5_relu", random_state_dict("lenet5", "jax"))
+    assert "wrong shapes: c5.weight is (120, 16, 5, 5), expected (120, 400)" in message
+    assert "It looks like a checkpoint of 'lenet5'" in message
+
+
+def test_renamed_checkpoint_is_recognised_by_its_shapes():
+    shapes = port.torch_shapes(abstract_model("alexnet"), "alexnet", "jax").values()
+    state_dict = {f"layer{i}": np.zeros(shape, np.float32) for i, shape in enumerate(shapes)}
+    message = port_message("mlp", state_dict)
+    assert "none of its names fit" in message and "It looks like a checkpoint of 'alexnet'" in message
+
+
+def test_integer_tensor_and_non_mapping_are_refused():
+    state_dict = random_state_dict("mlp", "fc")
+    state_dict["fc1.bias"] = np.zeros(256, np.int64)
+    assert "'fc1.bias' holds int64 values, not floating-point weights" in port_message("mlp", state_dict)
+    assert "holds a list, not a state_dict" in port_message("mlp", [np.zeros(3)])
+    assert "is an empty state_dict" in port_message("mlp", {})
+
+
+def test_unknown_model_name_lists_the_portable_models():
+    with pytest.raises(port.PortError, match="unknown model 'resnet'; models with a PyTorch original: mlp"):
+        port.load_state_dict(abstract_model("simple_cnn"), "resnet", {})
+
+
+def test_files_that_are_not_checkpoints_are_refused(tmp_path):
+    with pytest.raises(port.PortError, match="no checkpoint file"):
+        port.read_state_dict(tmp_path / "absent.pt")
+    broken = tmp_path / "weights.npz"
+    broken.write_text("not an archive")
+    with pytest.raises(port.PortError, match="weights.npz is not a readable .npz archive"):
+        port.read_state_dict(broken)
+
+
+def test_npz_checkpoint_reads_back(tmp_path):
+    state_dict = random_state_dict("lenet5", "jax")
+    np.savez(tmp_path / "lenet5.npz", **state_dict)
+    loaded = port.read_state_dict(tmp_path / "lenet5.npz")
+    assert loaded.keys() == state_dict.keys()
+    for name in state_dict:
+        np.testing.assert_array_equal(loaded[name], state_dict[name])
+
+
+# ---------------------------------------------------------------------------------------------
+# Parity with PyTorch
+
+
+def torch_and_jax_outputs(model_name, input_shape):
+    torch = pytest.importorskip("torch")
+    import tests.torch_models as torch_models
+
+    seed = secrets.randbits(32)
+    torch.manual_seed(seed)
+    original = {"mlp": torch_models.MLP, "simple_cnn": torch_models.SimpleCNN, "lenet5": torch_models.LeNet5,
+                "lenet5_relu": torch_models.LeNet5ReLU, "alexnet": torch_models.AlexNet}[model_name]().eval()
+    images = torch.randn(*input_shape)
+    with torch.no_grad():
+        expected = original(images).numpy()
+    model, _ = port.ported_model(model_name, original.state_dict(),
+                                 factory=lambda rngs: JAX_MODELS[model_name](rngs=rngs))
+    model.eval()
+    outputs = model(jnp.asarray(images.permute(0, 2, 3, 1).numpy()))  # NCHW -> NHWC
+    return outputs, expected, seed
+
+
+@pytest.mark.parametrize("model_name, input_shape", [
+    ("simple_cnn", (8, 3, 32, 32)), ("lenet5", (8, 1, 32, 32)), ("lenet5_relu", (8, 1, 32, 32)),
+    ("alexnet", (2, 3, 227, 227))])
+def test_ported_model_gives_the_pytorch_outputs(model_name, input_shape):
+    outputs, expected, seed = torch_and_jax_outputs(model_name, input_shape)
+    assert_outputs_equal(outputs, expected, seed)
+
+
+def test_ported_mlp_gives_the_pytorch_log_probabilities():
+    logits, expected_log_probs, seed = torch_and_jax_outputs("mlp", (8, 1, 28, 28))
+    assert_outputs_equal(jax.nn.log_softmax(logits), expected_log_probs, seed)
+
+
+def test_torch_file_wrapped_in_a_dict_with_a_data_parallel_prefix_loads(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import MLP as TorchMLP
+
+    original = TorchMLP()
+    state_dict = {f"module.{name}": tensor for name, tensor in original.state_dict().items()}
+    torch.save({"input_size": 784, "output_size": 10, "state_dict": state_dict}, tmp_path / "checkpoint.pth")
+    model = abstract_model("mlp")
+    assert port.load_state_dict(model, "mlp", port.read_state_dict(tmp_path / "checkpoint.pth")) == "network"
+    np.testing.assert_array_equal(model.output_layer.kernel[...], original.output.weight.detach().numpy().T)
+
+
+def test_torch_files_that_are_not_state_dicts_are_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import LeNet5ReLU as TorchLeNet5ReLU
+
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n")
+    with pytest.raises(port.PortError, match=r"notes.pt is not a PyTorch checkpoint \(torch.load failed: "):
+        port.read_state_dict(text)
+    torch.save(TorchLeNet5ReLU(), tmp_path / "whole_model.pt")
+    with pytest.raises(port.PortError, match="may hold a whole pickled model: save `model.state_dict\\(\\)` instead"):
+        port.read_state_dict(tmp_path / "whole_model.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    with pytest.raises(port.PortError, match="holds a Tensor, not a state_dict"):
+        port.read_state_dict(tmp_path / "tensor.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# `course port` and `course eval`
+
+
+def printed_accuracy(output: str) -> tuple[float, list[str]]:
+    lines = output.strip().splitlines()
+    return float(lines[0].split("accuracy ")[1].rstrip("%")) / 100, lines[1:]
+
+
+def test_port_then_eval_then_resume_a_pytorch_lenet5(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from tests.torch_models import LeNet5 as TorchLeNet5
+
+    original = TorchLeNet5().eval()
+    torch.save(original.state_dict(), tmp_path / "lenet5.pt")
+    out = tmp_path / "ported"
+    assert port.main_port([str(tmp_path / "lenet5.pt"), "--model", "lenet5", "--out", str(out), "--dataset",
+                           "shapes_gray", "--epochs", "1", "--batch-size", "50", "--max-train-examples", "500"]) == 0
+    assert "naming 'sequential'" in capsys.readouterr().out
+    info = json.loads((out / "checkpoint" / "last" / "info.json").read_text())
+    assert info["settings"]["dataset"] == "shapes_gray" and info["history"] == []
+
+    assert port.main_eval([str(out)]) == 0
+    accuracy, class_lines = printed_accuracy(capsys.readouterr().out)
+    images, labels = data.load("shapes_gray", "test")
+    padded = np.pad(images[..., 0], ((0, 0), (2, 2), (2, 2))).astype(np.float32) / 255  # the original's input
+    with torch.no_grad():
+        predictions = original(torch.from_numpy(padded[:, None])).argmax(1).numpy()
+    assert accuracy == pytest.approx(np.round(np.mean(predictions == labels), 4), abs=1e-4)
+    assert [line.split()[0] for line in class_lines] == [name.split()[0] for name in data.SHAPE_CLASSES]
+
+    history = train.fit(registry.recipes()["lenet5"], model_name="lenet5", dataset="shapes_gray", epochs=1,
+                        batch_size=50, max_train_examples=500, out_dir=out, resume=True, progress=False)
+    assert [record["epoch"] for record in history] == [1]
+
+
+def test_port_an_npz_simple_cnn_and_eval_its_checkpoint_folder(tmp_path, capsys):
+    np.savez(tmp_path / "cnn.npz", **random_state_dict("simple_cnn", "attributes", seed=3))
+    out = tmp_path / "ported"
+    assert port.main_port([str(tmp_path / "cnn.npz"), "--model", "simple_cnn", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert port.main_eval([str(out / "checkpoint" / "best"), "--dataset", "shapes_rgb"]) == 0
+    accuracy, class_lines = printed_accuracy(capsys.readouterr().out)
+    assert len(class_lines) == 10
+
+    recipe = registry.recipes()["simple_cnn"]
+    model = recipe.model(nnx.Rngs(0))
+    port.load_state_dict(model, "simple_cnn", port.read_state_dict(tmp_path / "cnn.npz"))
+    images, labels = data.load("shapes_rgb", "test")
+    assert accuracy == pytest.approx(train.evaluate(recipe, model, images, labels)["accuracy"], abs=1e-4)
+
+    assert port.main_eval([str(out), "--dataset", "shapes_rgb", "--max-examples", "300"]) == 0
+    _, class_lines = printed_accuracy(capsys.readouterr().out)
+    counts = [int(line.rsplit("/", 1)[1].rstrip(")")) for line in class_lines]
+    assert sum(counts) == 300 and min(counts) > 0  # a random subset, not the first 300
+
+    assert port.main_eval([str(out), "--model", "lenet5_relu", "--dataset", "shapes_gray"]) == 2
+    assert "does not hold a 'lenet5_relu' model" in capsys.readouterr().err
+
+
+def test_port_command_prints_a_bad_checkpoint_on_one_line(tmp_path, capsys):
+    state_dict = random_state_dict("lenet5_relu", "numbered")
+    np.savez(tmp_path / "lenet.npz", **state_dict)
+    assert port.main_port([str(tmp_path / "lenet.npz"), "--model", "simple_cnn", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("course port: error: checkpoint does not fit model 'simple_cnn'")
+    assert error.count("\n") == 1 and "use --model lenet5_relu" in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_port_refuses_a_dataset_the_model_does_not_take(tmp_path, capsys):
+    np.savez(tmp_path / "cnn.npz", **random_state_dict("simple_cnn", "attributes"))
+    assert port.main_port([str(tmp_path / "cnn.npz"), "--model", "simple_cnn", "--out", str(tmp_path / "o"),
+                           "--dataset", "mnist"]) == 2
+    assert "does not train on 'mnist'; valid datasets for it: cifar10, shapes_rgb" in capsys.readouterr().err
+
+
+def test_eval_of_a_folder_without_checkpoint_says_what_it_expected(tmp_path, capsys):
+    assert port.main_eval([str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"course eval: error: {tmp_path} holds no checkpoint: expected {tmp_path}/checkpoint/best" in error
