@@ -27,10 +27,18 @@ def train_command(args: argparse.Namespace) -> int:
     if dataset not in recipe.datasets:
         raise CommandError(f"model {args.model!r} does not train on {dataset!r}; "
                            f"valid datasets for it: {', '.join(recipe.datasets)}")
+    callbacks = []
+    if args.dashboard_every:
+        if not args.out:
+            raise CommandError("--dashboard-every needs --out, the folder the dashboard is written to")
+        from course import viz
+
+        callbacks.append(viz.DashboardWriter(args.dashboard_every, args.out, class_names=data.class_names(dataset)))
     history = train.fit(recipe, model_name=args.model, dataset=dataset, epochs=args.epochs,
                         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                         data_dir=args.data_dir, out_dir=args.out, resume=args.resume,
-                        max_train_examples=args.max_train_examples, progress=not args.quiet)
+                        max_train_examples=args.max_train_examples, progress=not args.quiet,
+                        callbacks=callbacks)
     final = history[-1]
     print(f"{args.model} on {dataset}: test accuracy {final['test_accuracy']:.2%} after {final['epoch']} epochs"
           + (f"; metrics in {args.out}/metrics.json" if args.out else ""))
@@ -74,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="folder for metrics.json, curves.png and checkpoints")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/last")
     train.add_argument("--max-train-examples", type=int, help="train on the first N examples only")
+    train.add_argument("--dashboard-every", type=int, metavar="N",
+                       help="write OUT/dashboard.png (curves, confidences, activations, kernels) every N steps")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     train.set_defaults(run=train_command)
 

@@ -102,8 +102,12 @@ def prepare_fn(recipe: Recipe):
 
 
 def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, epoch: int, mesh=None,
-                progress: bool = True) -> dict:
-    """One epoch of `recipe.train_step` over shuffled batches; returns mean loss, accuracy and speed."""
+                progress: bool = True, callbacks=()) -> dict:
+    """One epoch of `recipe.train_step` over shuffled batches; returns mean loss, accuracy and speed.
+
+    Each callback's `on_step(step, metrics, model, inputs, labels)` is called after every step,
+    `step` counted from 0 over all epochs (see `course.viz.DashboardWriter`).
+    """
     prepare = prepare_fn(recipe)
     augment = jax.jit(recipe.augment) if recipe.augment else None
     epoch_key = jax.random.fold_in(jax.random.key(settings.seed), epoch)
@@ -118,7 +122,11 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
         inputs = prepare(shard_batch(images[indices], mesh))
         if augment is not None:
             inputs = augment(jax.random.fold_in(epoch_key, step), inputs)
-        pending.append(recipe.train_step(model, optimizer, inputs, shard_batch(labels[indices], mesh)))
+        batch_labels = shard_batch(labels[indices], mesh)
+        metrics = recipe.train_step(model, optimizer, inputs, batch_labels)
+        pending.append(metrics)
+        for callback in callbacks:
+            callback.on_step(epoch * len(batches) + step, metrics, model, inputs, batch_labels)
         if step % 50 == 49 or step == len(batches) - 1:
             for metrics in jax.device_get(pending):  # one sync every 50 steps keeps the device busy
                 totals = {name: totals[name] + float(metrics[name]) for name in totals}
@@ -189,13 +197,15 @@ def write_json(path: Path, content) -> None:
 def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None, epochs: int | None = None,
         batch_size: int | None = None, learning_rate: float | None = None, seed: int = 0,
         data_dir=None, out_dir=None, resume: bool = False, max_train_examples: int | None = None,
-        progress: bool = True) -> list[dict]:
+        progress: bool = True, callbacks=()) -> list[dict]:
     """Trains `recipe`'s model and returns the history: one dict of metrics per epoch.
 
     Each override (dataset, epochs, ...) replaces the recipe's default. With `out_dir`, writes
     `metrics.json`, `curves.png` and checkpoints `checkpoint/last` and `checkpoint/best` (best
     validation accuracy, or test accuracy when the recipe holds out no validation set). With
     `resume=True`, continues from `out_dir/checkpoint/last` and reproduces the uninterrupted run.
+    `callbacks` get `on_step(...)` after every train step (see `train_epoch`) and, if they have it,
+    `finish(model, images, labels)` with the first test images after the last epoch.
     """
     settings = Settings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
                         batch_size or recipe.batch_size, learning_rate or recipe.learning_rate, seed,
@@ -235,7 +245,7 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
         epoch_start = time.perf_counter()
         record = {"epoch": epoch + 1}
         record.update(train_epoch(recipe, model, optimizer, train_images, train_labels, settings, epoch,
-                                  mesh, progress))
+                                  mesh, progress, callbacks))
         if validation is not None:
             record.update({f"validation_{k}": v for k, v in evaluate(recipe, model, *validation, mesh).items()})
         record.update({f"test_{k}": v for k, v in evaluate(recipe, model, test_images, test_labels, mesh).items()})
@@ -252,6 +262,11 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
                 save_checkpoint(out / "checkpoint" / "best", model, optimizer, {**info, "epoch": epoch + 1})
             save_checkpoint(out / "checkpoint" / "last", model, optimizer, {**info, "epoch": epoch + 1})
             write_json(out / "metrics.json", {"settings": dataclasses.asdict(settings), "history": history})
+    for callback in callbacks:
+        if hasattr(callback, "finish"):
+            model.eval()
+            sample = slice(0, settings.batch_size)
+            callback.finish(model, prepare_fn(recipe)(test_images[sample]), jnp.asarray(test_labels[sample]))
     if out is not None:
         from course import viz
 

@@ -54,3 +54,19 @@ def test_unknown_command_is_refused():
     with pytest.raises(SystemExit) as exit_info:
         main(["fly"])
     assert exit_info.value.code == 2
+
+
+def test_train_writes_the_dashboard_every_n_steps(tmp_path):
+    out = tmp_path / "lenet"
+    code = main(["train", "lenet5", "--dataset", "shapes_gray", "--epochs", "1", "--batch-size", "50",
+                 "--max-train-examples", "500", "--dashboard-every", "4", "--out", str(out), "--quiet"])
+    assert code == 0
+    recorded = json.loads((out / "dashboard_steps.json").read_text())
+    assert recorded["steps"] == list(range(1, 11))  # 10 steps, all recorded by the final write
+    assert len(recorded["losses"]) == 10 and all(0 <= error <= 1 for error in recorded["errors"])
+    assert (out / "dashboard.png").stat().st_size > 20_000
+
+
+def test_dashboard_needs_an_output_folder(capsys):
+    assert main(["train", "lenet5", "--dataset", "shapes_gray", "--dashboard-every", "4"]) == 2
+    assert "--dashboard-every needs --out" in capsys.readouterr().err
