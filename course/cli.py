@@ -56,15 +56,21 @@ def data_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def delegate(module_name: str, function_name: str = "main"):
-    """A command that hands its remaining arguments to `module_name.function_name(argv)`."""
+# Commands implemented elsewhere: `course NAME ARGS...` calls `module.function(ARGS)`.
+DELEGATED = {
+    "grade": ("grader.cli", "main", "grade exercises (or a submission folder) against the reference"),
+    "publish": ("course.publish", "main", "regenerate exercises/ from solutions/ (instructors)"),
+    "viz": ("course.viz_cli", "main", "draw filters, feature maps, dashboards, predictions (PNG)"),
+    "port": ("course.port", "main_port", "convert a PyTorch checkpoint of the original course"),
+    "eval": ("course.port", "main_eval", "test accuracy (overall and per class) of a checkpoint"),
+}
 
-    def command(args: argparse.Namespace) -> int:
-        import importlib
 
-        return getattr(importlib.import_module(module_name), function_name)(args.rest)
+def run_delegated(name: str, argv: list[str]) -> int:
+    import importlib
 
-    return command
+    module_name, function_name, _ = DELEGATED[name]
+    return getattr(importlib.import_module(module_name), function_name)(argv)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,19 +99,15 @@ def parser() -> argparse.ArgumentParser:
     data_parser.add_argument("--data-dir", help="where to put them (default: $COURSE_DATA_DIR)")
     data_parser.set_defaults(run=data_command)
 
-    for name, module_name, function_name, help_text in (
-            ("grade", "grader.cli", "main", "grade exercises (or a submission folder) against the reference"),
-            ("publish", "course.publish", "main", "regenerate exercises/ from solutions/ (instructors)"),
-            ("viz", "course.viz_cli", "main", "draw filters, feature maps, dashboards, predictions (PNG)"),
-            ("port", "course.port", "main_port", "convert a PyTorch checkpoint of the original course"),
-            ("eval", "course.port", "main_eval", "test accuracy (overall and per class) of a checkpoint")):
-        sub = commands.add_parser(name, help=help_text, add_help=False)
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(run=delegate(module_name, function_name))
+    for name, (_, _, help_text) in DELEGATED.items():
+        commands.add_parser(name, help=help_text, add_help=False)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        return run_delegated(argv[0], argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.run(args)

@@ -70,3 +70,13 @@ def test_train_writes_the_dashboard_every_n_steps(tmp_path):
 def test_dashboard_needs_an_output_folder(capsys):
     assert main(["train", "lenet5", "--dataset", "shapes_gray", "--dashboard-every", "4"]) == 2
     assert "--dashboard-every needs --out" in capsys.readouterr().err
+
+
+def test_delegated_commands_receive_their_options(monkeypatch):
+    import course.cli
+
+    received = {}
+    monkeypatch.setattr(course.cli, "run_delegated", lambda name, argv: received.setdefault(name, argv) and 0)
+    main(["grade", "--target", "solutions", "week3"])
+    main(["publish", "--check"])
+    assert received == {"grade": ["--target", "solutions", "week3"], "publish": ["--check"]}

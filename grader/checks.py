@@ -1,0 +1,350 @@
+"""Checks and judges: how the grader turns evidence into points. Runs only in the grading process.
+
+A `Check` names the exercise it grades, its points, the probe whose evidence it reads, and a judge.
+A judge compares the graded code's evidence with the reference's and returns `Part`s, one per
+independent property (shape, values, gradient, ...); the check's score is its points times the
+weighted share of parts that passed, so a right shape with wrong values still earns something.
+"""
+
+import dataclasses
+import json
+from collections.abc import Callable
+
+import numpy as np
+
+from grader import evidence as ev
+
+VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One property a judge checked: what, its weight within the check, passed or not, and why."""
+
+    what: str
+    weight: float
+    passed: bool
+    detail: str = ""
+    not_attempted: bool = False
+
+
+Judge = Callable[[dict, dict], list[Part]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One graded test.
+
+    Attributes:
+      name: short unique name, e.g. "conv2d: values".
+      task: the exercise's task id ("3.1") and function ("conv2d"), as the exercise file shows them.
+      points: the most this check awards.
+      probe: key of the probe in the week's PROBES whose evidence the judge reads.
+      judge: (got, expected) evidence -> parts.
+      hint: what to look at when the check fails.
+      visibility: Gradescope visibility; "after_due_date" hides the result until the deadline there.
+    """
+
+    name: str
+    task: str
+    function: str
+    points: float
+    probe: str
+    judge: Judge
+    hint: str = ""
+    visibility: str = "visible"
+
+    def __post_init__(self):
+        if self.visibility not in VISIBILITIES:
+            raise ValueError(f"check {self.name!r}: visibility must be one of {VISIBILITIES}")
+        if self.points <= 0:
+            raise ValueError(f"check {self.name!r}: points must be positive")
+
+
+@dataclasses.dataclass
+class Result:
+    """The outcome of one check: its score, a status and the lines of feedback to show."""
+
+    check: Check
+    week: int
+    score: float
+    status: str  # passed, partial, failed, not attempted, error, timeout, crashed
+    feedback: list[str]
+
+    @property
+    def max_score(self) -> float:
+        return self.check.points
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging one check
+
+
+def judge_check(check: Check, week: int, got: dict | None, expected: dict | None, missing_reason: str) -> Result:
+    """Scores one check from the graded code's evidence `got` and the reference's `expected`."""
+    if expected is None or ev.text(expected, ev.STATUS) != "ok":
+        reason = ev.text(expected or {}, ev.MESSAGE, "no reference evidence")
+        return Result(check, week, 0.0, "error", [f"grader problem: the reference failed this probe ({reason})"])
+    if got is None:
+        return Result(check, week, 0.0, _status_of_reason(missing_reason), [missing_reason])
+    status = ev.text(got, ev.STATUS)
+    if status != "ok":
+        return _failed_probe(check, week, got, status)
+    try:
+        parts = check.judge(got, expected)
+    except Exception as error:  # noqa: BLE001 - malformed evidence must cost points, not crash the grader
+        parts = [Part("evidence", 1.0, False, f"unusable output ({type(error).__name__}: {error})")]
+    total = sum(part.weight for part in parts)
+    earned = sum(part.weight for part in parts if part.passed)
+    score = round(check.points * earned / total, 4) if total else 0.0
+    lost = [part for part in parts if not part.passed]
+    if not lost:
+        return Result(check, week, score, "passed", [])
+    if all(part.not_attempted for part in lost) and earned == 0:
+        return Result(check, week, 0.0, "not attempted", [f"Task {check.task} ({check.function}): not attempted"])
+    feedback = [f"{part.what}: {part.detail}" for part in lost]
+    if check.hint:
+        feedback.append(f"hint: {check.hint}")
+    return Result(check, week, score, "partial" if score > 0 else "failed", feedback)
+
+
+def _status_of_reason(reason: str) -> str:
+    if "time limit" in reason or "timed out" in reason:
+        return "timeout"
+    return "crashed"
+
+
+def _failed_probe(check: Check, week: int, got: dict, status: str) -> Result:
+    message, where = ev.text(got, ev.MESSAGE), ev.text(got, ev.WHERE)
+    if status == "not_attempted":
+        return Result(check, week, 0.0, "not attempted", [f"Task {check.task} ({check.function}): not attempted"])
+    lines = [f"your code raised {message}" if status == "error" else message]
+    if where:
+        lines.append(f"at {where}")
+    if check.hint:
+        lines.append(f"hint: {check.hint}")
+    return Result(check, week, 0.0, "timeout" if status == "timeout" else "error", lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing arrays
+
+DEFAULT_RTOL = 1e-3
+DEFAULT_ATOL = 1e-4  # times the largest magnitude of the expected array (at least 1)
+
+
+def describe_array(array: np.ndarray) -> str:
+    return f"shape {tuple(array.shape)} {array.dtype}"
+
+
+def compare(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> tuple[bool, bool, str]:
+    """(shape and kind agree, values agree, explanation) for two evidence arrays."""
+    if got.dtype.kind == "U" or expected.dtype.kind == "U":
+        same = got.dtype.kind == expected.dtype.kind and got.shape == expected.shape and bool(np.all(got == expected))
+        return same, same, "" if same else f"expected {expected!s:.200}, got {got!s:.200}"
+    kinds = {"b": "bool", "i": "int", "u": "int", "f": "float"}
+    if got.shape != expected.shape:
+        return False, False, f"expected {describe_array(expected)}, got {describe_array(got)}"
+    same_kind = kinds[got.dtype.kind] == kinds[expected.dtype.kind]
+    kind_note = "" if same_kind else f"expected dtype {expected.dtype}, got {got.dtype}; "
+    got_values, expected_values = got.astype(np.float64), expected.astype(np.float64)
+    scale = max(1.0, float(np.max(np.abs(expected_values), initial=0.0, where=np.isfinite(expected_values))))
+    nan_mismatch = np.isnan(got_values) != np.isnan(expected_values)
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(got_values - expected_values)
+        bad = nan_mismatch | (
+            ~np.isnan(expected_values) & ~(error <= atol * scale + rtol * np.abs(expected_values))
+        )
+        bad &= ~(np.isinf(expected_values) & (got_values == expected_values))
+    if not bad.any():
+        return same_kind, True, kind_note.rstrip("; ")
+    first = np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.shape else ()
+    finite = np.isfinite(error)
+    max_abs = float(np.max(error[finite], initial=0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = error / np.maximum(np.abs(expected_values), 1e-12)
+    max_rel = float(np.max(relative[finite], initial=0.0))
+    index = f" at index {tuple(int(i) for i in first)}" if first else ""
+    detail = (
+        f"{kind_note}{int(bad.sum())} of {bad.size} values differ; max abs error {max_abs:.3g}, "
+        f"max rel error {max_rel:.3g}; first{index}: expected {expected[first]!s:.40}, got {got[first]!s:.40}"
+    )
+    if np.isnan(got_values).any() and not np.isnan(expected_values).any():
+        detail += " (your output contains NaN)"
+    return same_kind, False, detail
+
+
+def _missing(got: dict, key: str, what: str, weight: float) -> Part | None:
+    """A failed Part when `key` is absent from the evidence, explaining why."""
+    if key in got:
+        return None
+    failure = ev.part_failure(got, key)
+    if failure is None:
+        return Part(what, weight, False, "no output recorded")
+    detail = failure.message if failure.status != "error" else f"your code raised {failure.message}"
+    if failure.where:
+        detail += f" (at {failure.where})"
+    return Part(what, weight, False, detail, not_attempted=failure.status == "not_attempted")
+
+
+def same(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+         shape_weight: float = 1.0, value_weight: float = 3.0) -> Judge:
+    """Judge: the array under `key` has the reference's shape and dtype kind (one part) and values
+    (another part, within `rtol` and `atol` times the expected array's largest magnitude)."""
+    what = what or key
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        if key not in expected:
+            raise KeyError(f"reference evidence lacks {key}")
+        missing = _missing(got, key, what, shape_weight + value_weight)
+        if missing:
+            return [missing]
+        shape_ok, values_ok, detail = compare(got[key], expected[key], rtol, atol)
+        parts = [Part(f"{what} (shape and dtype)", shape_weight, shape_ok, detail if not shape_ok else "")]
+        if value_weight:
+            parts.append(Part(f"{what} (values)", value_weight, values_ok, detail))
+        return parts
+
+    return judge
+
+
+def values(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+           weight: float = 1.0) -> Judge:
+    """Judge: one part, passed when the array under `key` matches the reference's in shape and values."""
+    what = what or key
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        missing = _missing(got, key, what, weight)
+        if missing:
+            return [missing]
+        shape_ok, values_ok, detail = compare(got[key], expected[key], rtol, atol)
+        return [Part(what, weight, shape_ok and values_ok, detail)]
+
+    return judge
+
+
+def flag(key: str, what: str, weight: float = 1.0, failed: str = "") -> Judge:
+    """Judge: the graded code's boolean `key` equals the reference's (e.g. 'two train-mode calls differ')."""
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        missing = _missing(got, key, what, weight)
+        if missing:
+            return [missing]
+        ok = got[key].shape == () and got[key].dtype.kind == "b" and bool(got[key]) == bool(expected[key])
+        return [Part(what, weight, ok, failed or f"expected {bool(expected[key])}, got {got[key]!s:.40}")]
+
+    return judge
+
+
+def all_of(*judges: Judge) -> Judge:
+    """Judge made of several judges' parts."""
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        return [part for one in judges for part in one(got, expected)]
+
+    return judge
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing models' layers and parameters
+
+
+def _layer_label(record: dict) -> str:
+    return f"{record['kind']} '{record['path']}'"
+
+
+def layers_match(key: str = "layers", *, weight_layers: float = 2.0, weight_settings: float = 2.0,
+                 weight_count: float = 1.0) -> Judge:
+    """Judge of a model's `__init__`: the same layers (kinds and number), their settings, and the
+    parameter count. Layers are matched kind by kind in definition order; names may differ, and
+    dropout may be one shared layer or one per use, as long as the rates agree."""
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        missing = _missing(got, key, "model layers", weight_layers + weight_settings + weight_count)
+        if missing:
+            return [missing]
+        mine, theirs = json.loads(str(got[key])), json.loads(str(expected[key]))
+        parts = []
+        by_kind = lambda records: {k: [r for r in records if r["kind"] == k] for k in {r["kind"] for r in records}}  # noqa: E731
+        my_kinds, their_kinds = by_kind(mine), by_kind(theirs)
+        counts = lambda kinds: {k: (len(v) if k != "Dropout" else "some") for k, v in kinds.items()}  # noqa: E731
+        same_layers = counts(my_kinds) == counts(their_kinds)
+        parts.append(Part("layers (kinds and number)", weight_layers, same_layers,
+                          f"expected {_count_text(their_kinds)}, got {_count_text(my_kinds)}"))
+        problems = []
+        want = sorted({r["settings"]["rate"] for r in their_kinds.get("Dropout", [])})
+        have = sorted({r["settings"]["rate"] for r in my_kinds.get("Dropout", [])})
+        if want != have:
+            problems.append(f"dropout rates: expected {want or 'no dropout'}, got {have or 'no dropout'}")
+        for record, source in ev.match_layers(mine, theirs):
+            if record["kind"] == "Dropout":
+                continue
+            for setting, value in source["settings"].items():
+                mine_value = record["settings"].get(setting)
+                if _normal_setting(setting, mine_value, source) != _normal_setting(setting, value, source):
+                    problems.append(f"{_layer_label(record)} (matched to the reference's '{source['path']}'): "
+                                    f"{setting} expected {value}, got {mine_value}")
+            if record["params"] != source["params"]:
+                problems.append(f"{_layer_label(record)}: parameter shapes expected {source['params']}, "
+                                f"got {record['params']}")
+        parts.append(Part("layer settings", weight_settings, not problems, "; ".join(problems[:3])))
+        count_ok, count_detail = _parameter_count(got, expected)
+        parts.append(Part("parameter count", weight_count, count_ok, count_detail))
+        return parts
+
+    return judge
+
+
+def _count_text(kinds: dict) -> str:
+    return ", ".join(f"{len(records)} {kind}" for kind, records in sorted(kinds.items())) or "no layers"
+
+
+def _normal_setting(name: str, value, record: dict):
+    """Settings that mean the same compare equal: padding 1 == ((1, 1), (1, 1)) == 'SAME' for a 3x3
+    stride-1 kernel; kernel_size 3 == (3, 3); strides 1 == (1, 1)."""
+    if name in ("strides", "input_dilation", "kernel_dilation", "kernel_size"):
+        return tuple(value) if isinstance(value, list) else (value, value)
+    if name == "padding":
+        kernel = record["settings"].get("kernel_size", [1, 1])
+        strides = record["settings"].get("strides", 1)
+        strides = tuple(strides) if isinstance(strides, list) else (strides, strides)
+        if isinstance(value, str):
+            if value.upper() == "VALID":
+                return ((0, 0), (0, 0))
+            if value.upper() == "SAME" and strides == (1, 1):
+                return tuple(((k - 1) // 2, k // 2) for k in kernel)
+            return value.upper()
+        if isinstance(value, int):
+            return ((value, value), (value, value))
+        if isinstance(value, list):
+            return tuple(tuple(item) if isinstance(item, list) else (item, item) for item in value)
+    return value
+
+
+def _parameter_count(got: dict, expected: dict) -> tuple[bool, str]:
+    mine, theirs = got.get("parameter_count"), expected.get("parameter_count")
+    if mine is None or theirs is None:
+        return False, "no parameter count recorded"
+    return int(mine) == int(theirs), f"expected {int(theirs):,} parameters, got {int(mine):,}"
+
+
+def parameters_match(prefix: str, what: str, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+                     weight: float = 1.0) -> Judge:
+    """Judge: every array whose key starts with `prefix` (e.g. "grad:") matches the reference's;
+    the feedback names the first differing parameter path."""
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        keys = sorted(key for key in expected if key.startswith(prefix))
+        failure_key = prefix.rstrip(":")
+        missing = _missing(got, failure_key, what, weight) if not any(k.startswith(prefix) for k in got) else None
+        if missing:
+            return [missing]
+        for key in keys:
+            if key not in got:
+                return [Part(what, weight, False, f"no value for parameter '{key[len(prefix):]}'")]
+            shape_ok, values_ok, detail = compare(got[key], expected[key], rtol, atol)
+            if not (shape_ok and values_ok):
+                return [Part(what, weight, False, f"first differing parameter '{key[len(prefix):]}': {detail}")]
+        return [Part(what, weight, True)]
+
+    return judge

@@ -1,0 +1,168 @@
+"""The child process that imports one week module (the student's or the reference) and probes it.
+
+Started by `grader.runner` as a fresh, isolated interpreter (`python -I`) whose `sys.path` holds a
+scratch copy of the `course` and `grader` packages, the folder of the graded module, and the
+installed libraries, but not the repository (so `solutions` cannot be imported). The job arrives as
+JSON on stdin. Before the graded module is imported the child
+  * limits its address space, the size of files it writes, and core dumps (`resource`);
+  * installs an audit hook (which cannot be removed) refusing fork/exec/subprocess/kill, loading
+    native libraries, and opening the solutions or the reference evidence, and refusing writes
+    outside its scratch folder and JAX's compilation cache.
+Each probe then runs under its own time limit and writes its evidence file as soon as it finishes,
+so a later crash or exit loses only the checks not yet probed.
+"""
+
+import importlib
+import json
+import os
+import resource
+import signal
+import sys
+from pathlib import Path
+
+BLOCKED_EVENTS = {
+    "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "subprocess.Popen",
+    "os.kill", "os.killpg", "signal.pthread_kill", "ctypes.dlopen", "ctypes.dlsym", "socket.connect",
+    "socket.bind", "pty.spawn", "os.startfile", "webbrowser.open",
+}
+PATH_EVENTS = {  # event -> positions of path arguments that must lie in a writable folder
+    "os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,), "os.chmod": (0,),
+    "os.chown": (0,), "os.truncate": (0,), "os.link": (0, 1), "os.symlink": (1,), "os.utime": (0,),
+    "shutil.rmtree": (0,), "os.mkfifo": (0,), "os.mknod": (0,),
+}
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _inside(path: str, folders: list[str]) -> bool:
+    return any(path == folder or path.startswith(folder + os.sep) for folder in folders)
+
+
+def install_guard(writable: list[str], protected: list[str]) -> None:
+    """Adds the audit hook described in the module docstring (it stays for the process's life)."""
+    writable = [os.path.realpath(folder) for folder in writable]
+    protected = [os.path.realpath(folder) for folder in protected]
+    realpath, fsdecode = os.path.realpath, os.fsdecode
+
+    def check_path(event, path, writing):
+        if isinstance(path, int) or path is None:
+            return
+        real = realpath(fsdecode(path))
+        if _inside(real, protected):
+            raise PermissionError(f"the grader does not let graded code open {fsdecode(path)}")
+        if writing and not _inside(real, writable):
+            raise PermissionError(f"the grader does not let graded code write {fsdecode(path)} ({event})")
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            writing = (mode is not None and any(c in mode for c in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & WRITE_FLAGS
+            )
+            check_path(event, path, writing)
+        elif event in PATH_EVENTS:
+            for position in PATH_EVENTS[event]:
+                if position < len(args):
+                    check_path(event, args[position], True)
+        elif event in BLOCKED_EVENTS:
+            raise PermissionError(f"the grader does not allow {event} in graded code")
+
+    sys.addaudithook(hook)
+
+
+def limit_resources(memory_bytes: int, file_bytes: int) -> None:
+    for limit, value in ((resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_FSIZE, file_bytes),
+                         (resource.RLIMIT_CORE, 0)):
+        if value:
+            resource.setrlimit(limit, (value, value))
+
+
+def configure_jax(cache_dir: str | None) -> None:
+    import jax
+
+    if cache_dir:
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    # Full float32 matmuls on every backend (no TF32 on GPUs), so that tolerances are the same.
+    jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def main() -> None:
+    job = json.loads(sys.stdin.read())
+    sys.stdin.close()
+    limit_resources(job["memory_bytes"], job["file_bytes"])
+    configure_jax(job.get("compile_cache_dir"))
+
+    import flax.nnx  # noqa: F401 - imported before the guard, like every library the probes use
+    import optax  # noqa: F401
+
+    from grader import evidence, probing
+
+    checks_module = importlib.import_module(job["grader_module"])
+    evidence_dir = Path(job["evidence_dir"])
+    nonce = job["nonce"]
+    probe_timeout = float(job["probe_timeout_s"])
+
+    def write(name: str, results: dict, status: str = "ok", message: str = "", where: str = ""):
+        record = evidence.to_evidence(results)
+        record.update({evidence.STATUS: status, evidence.MESSAGE: message, evidence.WHERE: where,
+                       evidence.NONCE: nonce})
+        evidence.save(evidence_dir / f"{name}.npz", {k: evidence.to_array(v, k) for k, v in record.items()})
+
+    def on_alarm(signum, frame):
+        raise probing.ProbeTimeout(f"ran past the grader's time limit of {probe_timeout:.0f} s for one check "
+                                   "(an endless loop?)")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+
+    def run(name: str, function, *args) -> dict | None:
+        signal.setitimer(signal.ITIMER_REAL, probe_timeout)
+        try:
+            results = function(*args)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            write(name, results)
+            return results
+        except BaseException as error:  # noqa: BLE001 - graded code may raise anything
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            failed = probing.failure(error)
+            write(name, {}, failed.status, failed.message, failed.where)
+            return None
+
+    given_path = job.get("given_path")
+    given = evidence.load(Path(given_path)) if given_path else {}
+
+    submission_dir = os.path.realpath(job["submission_dir"])
+    probing.SUBMISSION_DIR = submission_dir
+    sys.path.insert(0, submission_dir)
+    install_guard(job["writable_dirs"], job["protected_dirs"])
+
+    week = None
+
+    def import_week():
+        nonlocal week
+        week = importlib.import_module(job["week_module"])
+        import jax
+
+        return {"env:backend": jax.default_backend(), "env:device_count": str(jax.device_count()),
+                "env:devices": ", ".join(sorted({device.device_kind for device in jax.devices()}))}
+
+    (evidence_dir / "__running__").write_text("__module__")
+    if run("__module__", import_week) is None:
+        return
+
+    if job["mode"] == "reference":
+        setup = getattr(checks_module, "setup", None)
+        if setup is not None and run("__setup__", setup, week) is None:
+            return
+        given = evidence.load(evidence_dir / "__setup__.npz") if setup is not None else {}
+
+    skip = set(job.get("skip", ()))
+    for name, probe in checks_module.PROBES.items():
+        if name not in skip:
+            (evidence_dir / "__running__").write_text(name)
+            run(name, probe, week, given)
+    (evidence_dir / "__running__").write_text("")
+
+
+if __name__ == "__main__":
+    main()

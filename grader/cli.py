@@ -1,0 +1,63 @@
+"""`course grade [WEEK ...] [--target exercises|solutions|PATH] [--json FILE] [--junit FILE]`."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from grader import report, runner
+
+
+def parser() -> argparse.ArgumentParser:
+    commands = argparse.ArgumentParser(
+        prog="course grade",
+        description="Grade your exercises (or a submission folder) against the reference solutions.",
+    )
+    commands.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to grade, e.g. 3 or week3 (default: all)")
+    commands.add_argument("--target", default="exercises",
+                          help="'exercises' (default), 'solutions', or a folder holding week modules")
+    commands.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
+    commands.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    commands.add_argument("--timeout", type=float, default=runner.Settings.week_timeout_s,
+                          help="seconds allowed per week (default %(default)s)")
+    commands.add_argument("--memory-gb", type=float, default=runner.Settings.memory_bytes / 2**30,
+                          help="memory limit of the graded code, in GiB (default %(default)s)")
+    commands.add_argument("--jobs", type=int, default=runner.Settings.jobs, help="weeks graded at once")
+    commands.add_argument("--reference-dir", help="recorded reference evidence (instead of running the solutions)")
+    commands.add_argument("--quiet", action="store_true", help="print only the total")
+    return commands
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs `course grade`; returns 0 when grading finished (whatever the score), 2 on bad usage."""
+    args = parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        weeks = sorted({runner.week_number(week) for week in args.weeks}) or sorted(runner.WEEKS)
+        target = runner.resolve_target(args.target)
+    except ValueError as error:
+        print(f"course grade: {error}", file=sys.stderr)
+        return 2
+    settings = runner.Settings(week_timeout_s=args.timeout, memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs,
+                               reference_dir=Path(args.reference_dir) if args.reference_dir else None)
+    try:
+        reports = runner.grade(weeks, target, settings)
+    except runner.ReferenceError as error:
+        print(f"course grade: {error}", file=sys.stderr)
+        return 3
+    elapsed = time.perf_counter() - start
+    if args.json:
+        report.write_json(args.json, report.gradescope(reports, elapsed))
+    if args.junit:
+        Path(args.junit).write_text(report.junit(reports))
+    if args.quiet:
+        score, maximum = report.totals(reports)
+        print(f"TOTAL {score:g}/{maximum:g}")
+    else:
+        print(report.scorecard(reports))
+        print(f"graded {target} in {elapsed:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,133 @@
+"""Evidence: what a probe returns, as a flat dict of numpy arrays, saved to `.npz` without pickle.
+
+The child converts probe results with `to_evidence` (anything that is not a plain number, string or
+numeric array is refused, so an object whose `__eq__` always returns True cannot get through), and
+the parent reads them back with `load`, which never unpickles.
+"""
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+STATUS = "__status__"  # "ok", "not_attempted" or "error"
+MESSAGE = "__message__"  # the error, one line
+WHERE = "__where__"  # the student's frame: "week4_simple_cnn.py:52 in __call__: x = ..."
+NONCE = "__nonce__"
+PART_ERROR = "!error"  # suffix of the key holding one part's error, e.g. "jit_output!error"
+NUMERIC_KINDS = "biuf"  # bool, signed and unsigned int, float
+
+
+class EvidenceError(TypeError):
+    """A probe produced something that is not evidence (e.g. an object instead of an array)."""
+
+
+class PartFailure:
+    """Stands in for one part of a probe's evidence when computing it raised; see `attempt`."""
+
+    def __init__(self, status: str, message: str, where: str = ""):
+        self.status, self.message, self.where = status, message, where
+
+
+def to_array(value, key: str = "value") -> np.ndarray:
+    """A plain numeric or string numpy array made from `value`, or EvidenceError."""
+    if isinstance(value, str):
+        return np.asarray(value, dtype=np.str_)
+    if isinstance(value, (bool, int, float, np.generic)) or hasattr(value, "__array__"):
+        try:
+            array = np.array(value)  # a copy: later mutation of the source cannot change it
+        except Exception as error:  # noqa: BLE001 - graded code may return anything
+            raise EvidenceError(f"{key}: could not convert {type(value).__name__} to an array: {error}") from None
+        if array.dtype.kind in NUMERIC_KINDS or array.dtype.kind == "U":
+            if type(array) is not np.ndarray:
+                array = np.asarray(array).view(np.ndarray)
+            return array
+        raise EvidenceError(f"{key}: expected numbers, got an array of {array.dtype} ({type(value).__name__})")
+    raise EvidenceError(f"{key}: expected an array or a number, got {type(value).__name__}")
+
+
+def to_evidence(results: dict) -> dict[str, np.ndarray]:
+    """Flattens a probe's result dict into evidence arrays; PartFailure values become error strings."""
+    evidence = {}
+    for key, value in results.items():
+        if not isinstance(key, str) or key.startswith("__"):
+            raise EvidenceError(f"bad evidence key {key!r}")
+        if isinstance(value, PartFailure):
+            evidence[key + PART_ERROR] = np.asarray(f"{value.status}|{value.message}|{value.where}", np.str_)
+            continue
+        try:
+            evidence[key] = to_array(value, key)
+        except EvidenceError as error:
+            evidence[key + PART_ERROR] = np.asarray(f"error|{error}|", np.str_)
+    return evidence
+
+
+def save(path: Path, evidence: dict[str, np.ndarray]) -> None:
+    """Writes evidence atomically (a temporary file renamed into place)."""
+    temporary = path.with_name(path.name + ".partial.npz")
+    np.savez(temporary, allow_pickle=False, **evidence)
+    os.replace(temporary, path)
+
+
+def load(path: Path, max_bytes: int = 512 * 2**20) -> dict[str, np.ndarray]:
+    """Reads evidence written by a child; refuses pickled or non-numeric arrays and huge files."""
+    with zipfile.ZipFile(path) as archive:  # checks the unpacked size too: no zip bombs
+        if sum(info.file_size for info in archive.infolist()) > max_bytes:
+            raise EvidenceError(f"{path.name} holds more than {max_bytes} bytes")
+    evidence = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for key in archive.files:
+            array = archive[key]
+            if array.dtype.kind not in NUMERIC_KINDS + "U":
+                raise EvidenceError(f"{path.name}: {key} has dtype {array.dtype}")
+            evidence[key] = array
+    return evidence
+
+
+def text(evidence: dict[str, np.ndarray], key: str, default: str = "") -> str:
+    """The string stored under `key`, or `default`."""
+    value = evidence.get(key)
+    if value is None or value.dtype.kind != "U" or value.shape != ():
+        return default
+    return str(value)
+
+
+def part_failure(evidence: dict[str, np.ndarray], key: str) -> PartFailure | None:
+    """The failure recorded for part `key` of a probe, if computing it raised."""
+    raw = text(evidence, key + PART_ERROR, None)
+    if raw is None:
+        return None
+    status, message, where = (raw.split("|", 2) + ["", ""])[:3]
+    return PartFailure(status, message, where)
+
+
+def dumps_json(value) -> str:
+    """A compact JSON string (used to carry small structures, e.g. a model's layer list, as evidence)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def match_layers(mine: list[dict], theirs: list[dict]) -> list[tuple[dict, dict]]:
+    """Pairs a model's layer records with the reference's, kind by kind: first layers whose
+    parameter shapes agree (in definition order), then the rest in order. Dropout layers all pair
+    with the reference's first dropout (one shared layer or one per use are both fine)."""
+    pairs = []
+    kinds = {record["kind"] for record in theirs}
+    for kind in sorted(kinds):
+        candidates = [record for record in mine if record["kind"] == kind]
+        references = [record for record in theirs if record["kind"] == kind]
+        if kind == "Dropout":
+            pairs.extend((record, references[0]) for record in candidates)
+            continue
+        free = list(references)
+        unmatched = []
+        for record in candidates:
+            same_shapes = next((ref for ref in free if ref["params"] == record["params"]), None)
+            if same_shapes is None:
+                unmatched.append(record)
+            else:
+                free.remove(same_shapes)
+                pairs.append((record, same_shapes))
+        pairs.extend(zip(unmatched, free))
+    return pairs

@@ -1,0 +1,131 @@
+"""Week 2 checks: the perceptron, a two-layer network with hand-written backprop, softmax,
+cross-entropy, accuracy and the MLP."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from grader import models
+from grader.checks import Check, all_of, same, values
+from grader.probing import attempt, block, normal, rng, stand_ins
+
+MLP = models.ModelSpec("MLP", "2.8", "2.9", input_shape=(28, 28, 1))
+
+
+def _two_layer_forward(params, features):
+    hidden = jax.nn.sigmoid(jnp.dot(features, params["hidden_weights"]))
+    return hidden, jax.nn.sigmoid(jnp.dot(hidden, params["output_weights"]))
+
+
+STAND_INS = {"two_layer_forward": _two_layer_forward}
+
+
+def setup(week):
+    return models.setup(week, [MLP])
+
+
+def _pair(value, first: str, second: str) -> dict:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return {first: value[0], second: value[1]}
+    return {first: value, second: value}
+
+
+def probe_perceptron_step(week, given):
+    features = normal(20, (40, 2))
+    labels = (features[:, 0] - 0.5 * features[:, 1] > 0.2).astype(np.int32)
+    result = attempt(lambda: block(week.perceptron_step(normal(21, (2,)), np.float32(0.1), features, labels, 0.01)))
+    return _pair(result, "weights", "bias")
+
+
+def _two_layer_inputs():
+    params = {"hidden_weights": normal(22, (6, 3)), "output_weights": normal(23, (3,))}
+    features = normal(24, (15, 6))
+    targets = (rng(25).random(15) > 0.5).astype(np.float32)
+    return params, features, targets
+
+
+def probe_two_layer_forward(week, given):
+    params, features, _ = _two_layer_inputs()
+    return _pair(attempt(lambda: block(week.two_layer_forward(params, features))), "hidden", "output")
+
+
+def probe_two_layer_loss(week, given):
+    params, features, targets = _two_layer_inputs()
+    with stand_ins(week, STAND_INS):
+        return {"loss": attempt(lambda: block(week.two_layer_loss(params, features, targets)))}
+
+
+def probe_two_layer_backward(week, given):
+    params, features, targets = _two_layer_inputs()
+    with stand_ins(week, STAND_INS):
+        grads = attempt(lambda: block(week.two_layer_backward(params, features, targets)))
+    if not isinstance(grads, dict):
+        return {"hidden_weights": grads, "output_weights": grads}
+    return {name: grads.get(name, np.asarray("missing key")) for name in ("hidden_weights", "output_weights")}
+
+
+def probe_softmax(week, given):
+    logits = normal(26, (5, 7), 3.0)
+    return {
+        "last_axis": attempt(lambda: block(week.softmax(logits))),
+        "axis_0": attempt(lambda: block(week.softmax(logits, axis=0))),
+        "large": attempt(lambda: block(week.softmax(np.array([[1000.0, 0.0, -1000.0]], np.float32)))),
+        "jit": attempt(lambda: block(jax.jit(week.softmax)(logits))),
+    }
+
+
+def probe_cross_entropy(week, given):
+    logits = normal(27, (8, 5), 2.0)
+    labels = rng(28).integers(0, 5, size=8).astype(np.int32)
+    return {
+        "loss": attempt(lambda: block(week.cross_entropy(logits, labels))),
+        "large": attempt(lambda: block(week.cross_entropy(np.array([[500.0, -500.0]], np.float32),
+                                                          np.array([1], np.int32)))),
+        "gradient": attempt(lambda: block(jax.grad(week.cross_entropy)(logits, labels))),
+    }
+
+
+def probe_accuracy(week, given):
+    logits = normal(29, (50, 4))
+    labels = rng(30).integers(0, 4, size=50).astype(np.int32)
+    return {"accuracy": attempt(lambda: block(week.accuracy(logits, labels))),
+            "jit": attempt(lambda: block(jax.jit(week.accuracy)(logits, labels)))}
+
+
+PROBES = {
+    "perceptron_step": probe_perceptron_step,
+    "two_layer_forward": probe_two_layer_forward,
+    "two_layer_loss": probe_two_layer_loss,
+    "two_layer_backward": probe_two_layer_backward,
+    "softmax": probe_softmax,
+    "cross_entropy": probe_cross_entropy,
+    "accuracy": probe_accuracy,
+    "MLP.init": models.probe_init(MLP),
+    "MLP.call": models.probe_call(MLP),
+}
+
+CHECKS = [
+    Check("perceptron_step: one pass over the points", "2.1", "perceptron_step", 3, "perceptron_step",
+          all_of(same("weights"), same("bias")),
+          hint="visit the points in order; a point predicted wrongly moves the line by +-learning_rate * point"),
+    Check("two_layer_forward: hidden and output", "2.2", "two_layer_forward", 2, "two_layer_forward",
+          all_of(same("hidden"), same("output")), hint="sigmoid after each of the two matrix products"),
+    Check("two_layer_loss: value", "2.3", "two_layer_loss", 1, "two_layer_loss", same("loss"),
+          hint="half the MEAN squared error"),
+    Check("two_layer_backward: gradients", "2.4", "two_layer_backward", 4, "two_layer_backward",
+          all_of(same("hidden_weights", "gradient of hidden_weights"), same("output_weights", "gradient of output_weights")),
+          hint="the result must equal jax.grad(two_layer_loss): mind the sign and the 1/N"),
+    Check("softmax: values along an axis", "2.5", "softmax", 2, "softmax",
+          all_of(same("last_axis", "softmax(logits)"), same("axis_0", "softmax(logits, axis=0)"),
+                 values("jit", "works under jax.jit")),
+          hint="reduce along `axis` with keepdims=True"),
+    Check("softmax: stable for large logits", "2.5", "softmax", 1, "softmax",
+          values("large", "softmax of [1000, 0, -1000]"), hint="subtract the maximum first"),
+    Check("cross_entropy: value and gradient", "2.6", "cross_entropy", 3, "cross_entropy",
+          all_of(same("loss"), values("gradient", "jax.grad of the loss"), values("large", "finite for logits +-500")),
+          hint="average (not sum) -log_softmax at the true class"),
+    Check("accuracy: value", "2.7", "accuracy", 1, "accuracy",
+          all_of(same("accuracy"), values("jit", "works under jax.jit"))),
+    *models.checks(MLP),
+]

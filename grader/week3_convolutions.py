@@ -1,0 +1,110 @@
+"""Week 3 checks: convolution and max-pooling from scratch, Sobel kernels, four filters, feature maps."""
+
+import jax
+import numpy as np
+from flax import nnx
+
+from grader.checks import Check, all_of, same, values
+from grader.probing import attempt, block, normal, stand_ins
+
+STAND_INS = {
+    "conv2d": lambda images, kernels, bias=None, *, stride=1, padding=0: jax.lax.conv_general_dilated(
+        images, kernels, (stride, stride), [(padding, padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    ) + (0 if bias is None else bias),
+    "max_pool2d": lambda images, window=2, stride=2: nnx.max_pool(images, (window, window), (stride, stride)),
+}
+
+
+def _error_name(function):
+    """The name of the exception `function()` raises ("no error" if none); NotImplementedError propagates."""
+    try:
+        function()
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the type of the error is the evidence
+        return type(error).__name__
+    return "no error"
+
+
+def probe_conv2d(week, given):
+    images, kernels, bias = normal(40, (2, 9, 8, 3)), normal(41, (3, 3, 3, 4)), normal(42, (4,))
+    return {
+        "plain": attempt(lambda: block(week.conv2d(images, kernels))),
+        "bias": attempt(lambda: block(week.conv2d(images, kernels, bias))),
+        "padding": attempt(lambda: block(week.conv2d(images, kernels, padding=1))),
+        "stride": attempt(lambda: block(week.conv2d(images, kernels, bias, stride=2, padding=2))),
+        "rectangular": attempt(lambda: block(week.conv2d(images, normal(43, (2, 4, 3, 1))))),
+        "jit": attempt(lambda: block(jax.jit(week.conv2d, static_argnames=("stride", "padding"))(images, kernels, bias, padding=1))),
+        "gradient": attempt(lambda: block(jax.grad(lambda k: (week.conv2d(images, k) ** 2).sum())(kernels))),
+        "bad_channels": attempt(_error_name, lambda: week.conv2d(images, normal(44, (3, 3, 2, 4)))),
+    }
+
+
+def probe_max_pool2d(week, given):
+    images = normal(45, (2, 9, 10, 3))
+    return {
+        "default": attempt(lambda: block(week.max_pool2d(images))),
+        "window3_stride2": attempt(lambda: block(week.max_pool2d(images, window=3, stride=2))),
+        "window2_stride1": attempt(lambda: block(week.max_pool2d(images, window=2, stride=1))),
+        "jit": attempt(lambda: block(jax.jit(week.max_pool2d, static_argnames=("window", "stride"))(images, window=3, stride=2))),
+    }
+
+
+def probe_sobel_kernels(week, given):
+    result = attempt(lambda: block(week.sobel_kernels()))
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        return {"sobel_x": result[0], "sobel_y": result[1]}
+    return {"sobel_x": result, "sobel_y": result}
+
+
+def probe_four_filters(week, given):
+    return {"filters": attempt(lambda: block(week.four_filters()))}
+
+
+def probe_feature_maps(week, given):
+    image = np.abs(normal(46, (12, 11)))
+    kernels = normal(47, (4, 4, 4))
+    with stand_ins(week, STAND_INS):
+        maps = attempt(lambda: block(week.feature_maps(image, kernels)))
+    if not isinstance(maps, dict):
+        return {"conv": maps, "relu": maps, "pooled": maps}
+    return {name: maps.get(name, np.asarray("missing key")) for name in ("conv", "relu", "pooled")}
+
+
+PROBES = {
+    "conv2d": probe_conv2d,
+    "max_pool2d": probe_max_pool2d,
+    "sobel_kernels": probe_sobel_kernels,
+    "four_filters": probe_four_filters,
+    "feature_maps": probe_feature_maps,
+}
+
+CHECKS = [
+    Check("conv2d: no padding, stride 1", "3.1", "conv2d", 2, "conv2d",
+          all_of(same("plain"), same("rectangular", "a 2x4 kernel")),
+          hint="out[n, y, x, o] = sum over i, j, c of images[n, y + i, x + j, c] * kernels[i, j, c, o]; no flip"),
+    Check("conv2d: bias", "3.1", "conv2d", 1, "conv2d", values("bias", "with a bias"),
+          hint="add bias[o] to every output position"),
+    Check("conv2d: padding", "3.1", "conv2d", 1, "conv2d", same("padding", "padding=1"),
+          hint="pad H and W with `padding` zeros on each side, not the batch or channel axes"),
+    Check("conv2d: stride", "3.1", "conv2d", 1, "conv2d", same("stride", "stride=2, padding=2"),
+          hint="H_out = (H + 2 * padding - KH) // stride + 1"),
+    Check("conv2d: jit and gradient", "3.1", "conv2d", 1, "conv2d",
+          all_of(values("jit", "works under jax.jit"), values("gradient", "gradient with respect to the kernels"))),
+    Check("conv2d: rejects mismatched channels", "3.1", "conv2d", 1, "conv2d",
+          values("bad_channels", "raises ValueError when channels differ"),
+          hint="check the inputs first (check_conv_inputs)"),
+    Check("max_pool2d: 2x2 windows, stride 2", "3.2", "max_pool2d", 2, "max_pool2d", same("default"),
+          hint="the maximum of each window, per channel"),
+    Check("max_pool2d: other windows and strides", "3.2", "max_pool2d", 2, "max_pool2d",
+          all_of(same("window3_stride2", "window 3, stride 2"), same("window2_stride1", "window 2, stride 1"),
+                 values("jit", "works under jax.jit")),
+          hint="H_out = (H - window) // stride + 1; windows may overlap"),
+    Check("sobel_kernels: values", "3.3", "sobel_kernels", 1, "sobel_kernels",
+          all_of(same("sobel_x"), same("sobel_y"))),
+    Check("four_filters: values", "3.4", "four_filters", 1, "four_filters", same("filters"),
+          hint="f1 rows are [-1, -1, 1, 1]; f2 = -f1, f3 = f1.T, f4 = -f3"),
+    Check("feature_maps: conv, relu and pooled maps", "3.5", "feature_maps", 3, "feature_maps",
+          all_of(same("conv"), same("relu"), same("pooled")),
+          hint="HWIO weights from (K, KH, KW) filters: transpose to (KH, KW, K) and add the input axis"),
+]

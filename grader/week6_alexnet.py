@@ -1,0 +1,44 @@
+"""Week 6 checks: resizing to 227, AlexNet's feature-map size, and AlexNet (probed at 67x67 inputs
+to stay fast; the layers are the same at 227)."""
+
+import numpy as np
+
+from grader import models
+from grader.checks import Check, all_of, same
+from grader.probing import attempt, block, normal
+
+SMALL = 67  # the smallest input AlexNet accepts: one pixel is left after the last pooling
+# final_map_size for the sizes the probes use (a table, so that __init__ is graded on its own).
+STAND_INS = {"final_map_size": {67: 1, 99: 2, 131: 3, 227: 6}.__getitem__}
+ALEXNET = models.ModelSpec("AlexNet", "6.3", "6.4", input_shape=(SMALL, SMALL, 3), kwargs={"input_size": SMALL},
+                           stand_ins=STAND_INS)
+
+
+def setup(week):
+    return models.setup(week, [ALEXNET])
+
+
+def probe_resize_227(week, given):
+    images = normal(60, (2, 8, 6, 3))
+    return {"resized": attempt(lambda: block(week.resize_227(images)))}
+
+
+def probe_final_map_size(week, given):
+    return {f"size_{size}": attempt(lambda size=size: int(week.final_map_size(size))) for size in (67, 99, 131, 227, 300)}
+
+
+PROBES = {
+    "resize_227": probe_resize_227,
+    "final_map_size": probe_final_map_size,
+    "AlexNet.init": models.probe_init(ALEXNET),
+    "AlexNet.call": models.probe_call(ALEXNET),
+}
+
+CHECKS = [
+    Check("resize_227: bilinear resize", "6.1", "resize_227", 2, "resize_227", same("resized"),
+          hint="transforms.resize(images, 227)"),
+    Check("final_map_size: sizes", "6.2", "final_map_size", 2, "final_map_size",
+          all_of(*[same(f"size_{size}", f"input {size}", shape_weight=0, value_weight=1) for size in (67, 99, 131, 227, 300)]),
+          hint="C1: (s - 11) // 4 + 1, then three times (s - 3) // 2 + 1"),
+    *models.checks(ALEXNET),
+]

@@ -1,0 +1,150 @@
+"""Submissions for the grader's tests, each a solution module with small text patches.
+
+A case is a dict: name, week, the task whose checks must lose points (bugs) or are touched (hostile
+code), and patches: (old, new) pairs applied in order to the week's solution, each `old` found once.
+"""
+
+BUGS = [
+    # week 1
+    dict(name="mse summed instead of averaged", week=1, task="1.2",
+         patches=[("return jnp.mean((predictions - targets) ** 2)", "return jnp.sum((predictions - targets) ** 2)")]),
+    dict(name="closed form takes the bias from the wrong end", week=1, task="1.3",
+         patches=[("return solution[:-1], solution[-1]", "return solution[1:], solution[0]")]),
+    dict(name="gradient step with flipped sign", week=1, task="1.4",
+         patches=[("grads = jax.grad(loss_of)(params)\n    return jax.tree.map(lambda param, grad: param - learning_rate",
+                   "grads = jax.grad(loss_of)(params)\n    return jax.tree.map(lambda param, grad: param + learning_rate")]),
+    dict(name="sigmoid branches swapped", week=1, task="1.5",
+         patches=[("jnp.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))", "jnp.where(x >= 0, z / (1.0 + z), 1.0 / (1.0 + z))")]),
+    dict(name="logistic loss summed", week=1, task="1.6",
+         patches=[("return jnp.mean(jnp.logaddexp(0.0, logits)", "return jnp.sum(jnp.logaddexp(0.0, logits)")]),
+    dict(name="predict thresholds the logit at 0.5", week=1, task="1.7",
+         patches=[("> 0).astype(jnp.int32)", "> 0.5).astype(jnp.int32)")]),
+    dict(name="train_logistic ascends the loss", week=1, task="1.8",
+         patches=[("        return jax.tree.map(lambda param, grad: param - learning_rate * grad, params, grads)\n\n    initial",
+                   "        return jax.tree.map(lambda param, grad: param + learning_rate * grad, params, grads)\n\n    initial")]),
+    dict(name="standardize with ddof=1", week=1, task="1.9",
+         patches=[("std = jnp.std(train_features, axis=0)", "std = jnp.std(train_features, axis=0, ddof=1)")]),
+    # week 2
+    dict(name="perceptron error sign flipped", week=2, task="2.1",
+         patches=[("        error = label - prediction\n", "        error = prediction - label\n")]),
+    dict(name="hidden layer uses tanh instead of sigmoid", week=2, task="2.2",
+         patches=[('hidden = jax.nn.sigmoid(features @ params["hidden_weights"])',
+                   'hidden = jnp.tanh(features @ params["hidden_weights"])')]),
+    dict(name="backprop with flipped error sign", week=2, task="2.4",
+         patches=[("output_error_term = (output - targets)", "output_error_term = (targets - output)")]),
+    dict(name="softmax normalised over the wrong axis", week=2, task="2.5",
+         patches=[("return exponentials / jnp.sum(exponentials, axis=axis, keepdims=True)",
+                   "return exponentials / jnp.sum(exponentials, axis=0, keepdims=True)")]),
+    dict(name="cross-entropy summed instead of averaged", week=2, task="2.6",
+         patches=[("return -jnp.mean(true_class_log_probs)", "return -jnp.sum(true_class_log_probs)")]),
+    dict(name="MLP dropout left on at eval", week=2, task="2.9",
+         patches=[("x = self.dropout(nnx.relu(layer(x)))", "x = self.dropout(nnx.relu(layer(x)), deterministic=False)")]),
+    # week 3
+    dict(name="conv2d forgets the bias", week=3, task="3.1",
+         patches=[("outputs = outputs + bias", "outputs = outputs")]),
+    dict(name="conv2d pads the batch axis instead of the width", week=3, task="3.1",
+         patches=[("jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))",
+                   "jnp.pad(images, ((padding, padding), (padding, padding), (0, 0), (0, 0)))")]),
+    dict(name="max_pool2d off-by-one output size", week=3, task="3.2",
+         patches=[("    check_pool_inputs(images, window)\n    out_height = (images.shape[1] - window) // stride + 1\n    out_width = (images.shape[2] - window) // stride + 1\n",
+                   "    check_pool_inputs(images, window)\n    out_height = (images.shape[1] - window) // stride\n    out_width = (images.shape[2] - window) // stride\n")]),
+    dict(name="sobel_y not transposed", week=3, task="3.3",
+         patches=[("return sobel_x, sobel_x.T", "return sobel_x, sobel_x")]),
+    dict(name="four filters in the wrong order", week=3, task="3.4",
+         patches=[("return jnp.stack([f1, -f1, f3, -f3])", "return jnp.stack([f1, f3, -f1, -f3])")]),
+    # week 4
+    dict(name="SimpleCNN convolution without padding", week=4, task="4.1",
+         patches=[("nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)",
+                   "nnx.Conv(16, 25, kernel_size=(3, 3), padding='VALID', rngs=rngs)")]),
+    dict(name="SimpleCNN missing bias", week=4, task="4.1",
+         patches=[("nnx.Linear(128, 64, rngs=rngs)", "nnx.Linear(128, 64, use_bias=False, rngs=rngs)")]),
+    dict(name="SimpleCNN flattens in (C, H, W) order", week=4, task="4.2",
+         patches=[("x = x.reshape(x.shape[0], -1)", "x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)")]),
+    dict(name="SimpleCNN sigmoid instead of ReLU", week=4, task="4.2",
+         patches=[("x = nnx.relu(self.fc1(x))", "x = nnx.sigmoid(self.fc1(x))")]),
+    dict(name="SimpleCNN pooling stride off by one", week=4, task="4.2",
+         patches=[("x = layers.max_pool(nnx.relu(self.conv2(x)), window=2, stride=2)",
+                   "x = layers.max_pool(nnx.relu(self.conv2(x)), window=2, stride=3)")]),
+    dict(name="SimpleCNN reuses one PRNG key for dropout", week=4, task="4.2",
+         patches=[("return self.fc3(self.dropout(x))", "return self.fc3(self.dropout(x, rngs=nnx.Rngs(0)))")]),
+    # week 5
+    dict(name="pm1 targets 0/1 instead of -1/+1", week=5, task="5.2",
+         patches=[("return 2.0 * jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) - 1.0",
+                   "return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)")]),
+    dict(name="LeNet5 output without tanh", week=5, task="5.6",
+         patches=[("return jnp.tanh(self.output(x))", "return self.output(x)")]),
+    dict(name="LeNet5ReLU log-softmax over the batch axis", week=5, task="5.8",
+         patches=[("return nnx.log_softmax(self.output(x))", "return nnx.log_softmax(self.output(x), axis=0)")]),
+]
+
+ALTERNATIVES = [
+    dict(name="mse and logistic loss from optax", week=1,
+         patches=[("import jax.numpy as jnp\n", "import jax.numpy as jnp\nimport optax\n"),
+                  ("return jnp.mean((predictions - targets) ** 2)", "return optax.squared_error(predictions, targets).mean()"),
+                  ("    labels = labels.astype(logits.dtype)\n    return jnp.mean(jnp.logaddexp(0.0, logits) - logits * labels)",
+                   "    return optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype)).mean()")]),
+    dict(name="cross-entropy from optax, softmax via log-sum-exp", week=2,
+         patches=[("    shifted = logits - jnp.max(logits, axis=-1, keepdims=True)\n    log_probs = shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))\n    true_class_log_probs = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]\n    return -jnp.mean(true_class_log_probs)",
+                   "    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()"),
+                  ("    shifted = logits - jnp.max(logits, axis=axis, keepdims=True)\n    exponentials = jnp.exp(shifted)\n    return exponentials / jnp.sum(exponentials, axis=axis, keepdims=True)",
+                   "    return jnp.exp(logits - jax.scipy.special.logsumexp(logits, axis=axis, keepdims=True))")]),
+    dict(name="MLP with other attribute names and one dropout per layer", week=2,
+         patches=[("self.hidden_layers = nnx.List(", "self.blocks = nnx.List("),
+                  ("self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)\n        self.output_layer = nnx.Linear(sizes[-1], num_classes, rngs=rngs)",
+                   "self.drops = nnx.List([nnx.Dropout(dropout_rate, rngs=rngs) for _ in hidden])\n        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)"),
+                  ("        for layer in self.hidden_layers:\n            x = self.dropout(nnx.relu(layer(x)))\n        return self.output_layer(x)",
+                   "        for layer, drop in zip(self.blocks, self.drops):\n            x = drop(nnx.relu(layer(x)))\n        return self.head(x)")]),
+    dict(name="conv2d as a loop over kernel cells", week=3,
+         patches=[("    patches = jnp.stack(slices, axis=3)  # (N, H_out, W_out, KH * KW, C_in)\n    weights = kernels.reshape(kernel_height * kernel_width, in_channels, out_channels)\n    outputs = jnp.einsum(\"nhwkc,kco->nhwo\", patches, weights)",
+                   "    outputs = 0.0\n    for index, window in enumerate(slices):\n        i, j = divmod(index, kernel_width)\n        outputs = outputs + jnp.tensordot(window, kernels[i, j], axes=([3], [0]))")]),
+    dict(name="SimpleCNN with SAME padding, nnx.max_pool and layers defined in another order", week=4,
+         patches=[("        self.conv1 = nnx.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.conv2 = nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.fc1 = nnx.Linear(8 * 8 * 25, 128, rngs=rngs)\n        self.fc2 = nnx.Linear(128, 64, rngs=rngs)",
+                   "        self.fc2 = nnx.Linear(128, 64, rngs=rngs)\n        self.conv2 = nnx.Conv(16, 25, kernel_size=(3, 3), padding='SAME', rngs=rngs)\n        self.conv1 = nnx.Conv(3, 16, kernel_size=(3, 3), padding='SAME', rngs=rngs)\n        self.fc1 = nnx.Linear(1600, 128, rngs=rngs)"),
+                  ("x = layers.max_pool(nnx.relu(self.conv1(images)), window=2, stride=2)",
+                   "x = nnx.max_pool(nnx.relu(self.conv1(images)), (2, 2), strides=(2, 2))"),
+                  ("x = x.reshape(x.shape[0], -1)", "x = jnp.reshape(x, (x.shape[0], 8 * 8 * 25))"),
+                  ("import jax\n", "import jax\nimport jax.numpy as jnp\n")]),
+    dict(name="nll loss with one-hot masks", week=5,
+         patches=[("    true_class = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)\n    return -jnp.mean(true_class)",
+                   "    mask = jax.nn.one_hot(labels, log_probs.shape[-1])\n    return -jnp.sum(mask * log_probs) / log_probs.shape[0]")]),
+]
+
+# Hostile code replaces the body of linear_predict (task 1.1) unless the case says otherwise.
+LINEAR_PREDICT_BODY = "    return features @ weights + bias\n"
+
+
+def hostile(name, code, task="1.1", old=LINEAR_PREDICT_BODY, correct_elsewhere=True):
+    return dict(name=name, week=1, task=task, patches=[(old, code)], correct_elsewhere=correct_elsewhere)
+
+
+HOSTILE = [
+    hostile("infinite loop", "    while True:\n        pass\n"),
+    hostile("os._exit(0)", "    import os\n    os._exit(0)\n"),
+    hostile("sys.exit(0)", "    import sys\n    sys.exit(0)\n"),
+    hostile("writes the results file",
+            "    import json\n    for path in ('results.json', '{RESULTS_PATH}'):\n"
+            "        with open(path, 'w') as file:\n"
+            "            json.dump({'score': 1000, 'tests': []}, file)\n    return bias\n"),
+    hostile("monkeypatches the grader and pytest",
+            "    import grader.checks, grader.evidence, pytest\n"
+            "    grader.checks.compare = lambda *args: (True, True, '')\n"
+            "    grader.checks.judge_check = lambda *args: None\n"
+            "    pytest.approx = lambda *args, **kwargs: True\n"
+            "    return bias\n"),
+    hostile("huge allocation", "    import numpy\n    hog = numpy.ones((2**40,), numpy.float32)\n    return hog[:1]\n"),
+    hostile("always-equal object",
+            "    class AlwaysEqual:\n        def __eq__(self, other):\n            return True\n"
+            "        def __array__(self, dtype=None, copy=None):\n            import numpy\n"
+            "            return numpy.array([self], dtype=object)\n    return AlwaysEqual()\n"),
+    hostile("fork", "    import os\n    if os.fork() == 0:\n        os._exit(0)\n    return features @ weights + bias\n"),
+    hostile("subprocess", "    import subprocess\n    subprocess.run(['true'])\n    return features @ weights + bias\n"),
+    hostile("reads the reference solutions",
+            "    try:\n        from solutions.week1_regression import linear_predict as reference\n"
+            "    except ImportError:\n        import pathlib, sys\n"
+            "        source = pathlib.Path(sys.executable).parents[2].joinpath('solutions', 'week1_regression.py').read_text()\n"
+            "        namespace = {}\n        exec(source, namespace)\n        reference = namespace['linear_predict']\n"
+            "    return reference(weights, bias, features)\n"),
+    hostile("megabytes of output", "    print('x' * 4_000_000)\n    return features @ weights + bias\n", task=None),
+    hostile("sys.exit at import", "\n\nimport sys\nsys.exit(0)\nimport functools\n", task=None,
+            old="\n\nimport functools\n", correct_elsewhere=False),
+]
