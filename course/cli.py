@@ -63,6 +63,7 @@ DELEGATED = {
     "viz": ("course.viz_cli", "main", "draw filters, feature maps, dashboards, predictions (PNG)"),
     "port": ("course.port", "main_port", "convert a PyTorch checkpoint of the original course"),
     "eval": ("course.port", "main_eval", "test accuracy (overall and per class) of a checkpoint"),
+    "lessons": ("course.lessons.build", "main", "list the weekly lessons and write them as notebooks"),
 }
 
 

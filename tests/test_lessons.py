@@ -1,0 +1,110 @@
+"""The lessons run headless, top to bottom, against the solutions; a stub stops one with a clear line.
+
+Each lesson (`course/lessons/weekN_*.py`, a jupytext percent script) is turned into a notebook with
+jupytext and executed with nbclient in a "python3" kernel, exactly as `course lessons --execute`
+does. jupyter_client starts that kernel with the interpreter running the tests (the kernelspec's
+"python" is replaced by `sys.executable`); an extra first cell checks it, so a stray system kernel
+cannot run the lessons with other packages.
+"""
+
+import sys
+
+import nbformat
+import pytest
+
+from course import lessons
+from course.lessons import build
+
+nbclient = pytest.importorskip("nbclient")
+
+# Figures each lesson must show (image/png outputs) when run against the solutions.
+MINIMUM_FIGURES = {
+    "week1_regression": 3,
+    "week2_neural_networks": 5,
+    "week3_convolutions": 4,
+    "week4_simple_cnn": 7,
+    "week5_lenet": 4,
+    "week6_alexnet": 5,
+}
+INTERPRETER_CHECK = "import sys\nprint(sys.executable)"
+
+
+def outputs(notebook, output_type: str | None = None) -> list[dict]:
+    return [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+            if output_type is None or output["output_type"] == output_type]
+
+
+def run_lesson(module_name: str, target: str):
+    """The executed notebook of lesson `module_name` and the CellExecutionError it raised, if any."""
+    notebook = build.read_notebook(module_name)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(INTERPRETER_CHECK))
+    try:
+        build.execute(notebook, target=target, timeout=300)
+    except nbclient.exceptions.CellExecutionError as error:
+        return notebook, error
+    return notebook, None
+
+
+def kernel_interpreter(notebook) -> str:
+    return "".join(output["text"] for output in notebook.cells[0].outputs).strip()
+
+
+def test_every_lesson_has_a_figure_count():
+    assert sorted(MINIMUM_FIGURES) == sorted(lessons.LESSONS.values())
+
+
+@pytest.mark.parametrize("module_name", list(lessons.LESSONS.values()))
+def test_lesson_runs_against_solutions(module_name):
+    notebook, error = run_lesson(module_name, "solutions")
+    assert error is None, f"{module_name} failed:\n{error}"
+    assert kernel_interpreter(notebook) == sys.executable
+    assert not outputs(notebook, "error")
+    figures = [output for output in outputs(notebook, "display_data") if "image/png" in output.get("data", {})]
+    assert len(figures) >= MINIMUM_FIGURES[module_name], f"{module_name} showed {len(figures)} figures"
+    text = "".join(output.get("text", "") for output in outputs(notebook, "stream"))
+    assert "Running solutions/" in text
+    assert "fill in `" not in text
+    assert f"course grade week{module_name[4]}" in notebook.cells[-1].source
+
+
+def test_stub_stops_the_lesson_with_a_fill_in_line_not_a_traceback():
+    notebook, error = run_lesson("week3_convolutions", "exercises")
+    assert error is not None and error.ename == "NotImplementedError"
+    assert kernel_interpreter(notebook) == sys.executable
+    assert not outputs(notebook, "error"), "a traceback was shown"
+    messages = build.fill_in_lines(notebook)
+    assert messages == ["fill in `conv2d` in exercises/week3_convolutions.py (Task 3.1), then rerun this cell.\n"
+                        "Check your work with `course grade week3`.\n"]
+
+
+def test_fill_in_message_names_function_file_and_task():
+    error = NotImplementedError("Task 4.2 (SimpleCNN.__call__): not attempted")
+    assert lessons.fill_in_message(error).splitlines()[0] == (
+        "fill in `SimpleCNN.__call__` in exercises/week4_simple_cnn.py (Task 4.2), then rerun this cell.")
+    assert lessons.fill_in_message(NotImplementedError("something else")) is None
+    assert lessons.fill_in_message(ValueError("Task 4.2 (SimpleCNN.__call__)")) is None
+
+
+def test_target_must_be_exercises_or_solutions(monkeypatch):
+    monkeypatch.setenv(lessons.TARGET_VARIABLE, "answers")
+    with pytest.raises(lessons.LessonError, match="exercises, solutions"):
+        lessons.target()
+    monkeypatch.delenv(lessons.TARGET_VARIABLE)
+    assert lessons.target() == "exercises"
+
+
+def test_command_lists_and_writes_notebooks(tmp_path, capsys):
+    assert build.main(["3", "week5", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "week3_convolutions" in printed and "Week 3: convolution and pooling by hand" in printed
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == ["week3_convolutions.ipynb", "week5_lenet.ipynb"]
+    notebook = nbformat.read(tmp_path / "week3_convolutions.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.cells[0].cell_type == "markdown"
+    assert any(cell.cell_type == "code" for cell in notebook.cells)
+
+
+def test_command_rejects_an_unknown_lesson(tmp_path, capsys):
+    assert build.main(["week9", "--out", str(tmp_path)]) == 2
+    assert "unknown lesson 'week9'" in capsys.readouterr().err
