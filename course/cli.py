@@ -64,6 +64,8 @@ DELEGATED = {
     "port": ("course.port", "main_port", "convert a PyTorch checkpoint of the original course"),
     "eval": ("course.port", "main_eval", "test accuracy (overall and per class) of a checkpoint"),
     "lessons": ("course.lessons.build", "main", "list the weekly lessons and write them as notebooks"),
+    "release": ("course.release", "main", "write the student copy: no solutions, recorded reference evidence"),
+    "grade-batch": ("grader.batch", "main", "grade a folder of submissions into DIR/gradebook.csv (instructors)"),
 }
 
 

@@ -113,6 +113,8 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
     epoch_key = jax.random.fold_in(jax.random.key(settings.seed), epoch)
     batches = data.batch_indices(len(labels), settings.batch_size, seed=settings.seed, epoch=epoch, drop_last=True)
     model.train()
+    # The model and optimizer are the same every step: caching their traversal saves ~1 ms of Python a step.
+    step_fn = nnx.cached_partial(recipe.train_step, model, optimizer)
     totals = {"loss": 0.0, "accuracy": 0.0}
     pending = []
     start = time.perf_counter()
@@ -123,7 +125,7 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
         if augment is not None:
             inputs = augment(jax.random.fold_in(epoch_key, step), inputs)
         batch_labels = shard_batch(labels[indices], mesh)
-        metrics = recipe.train_step(model, optimizer, inputs, batch_labels)
+        metrics = step_fn(inputs, batch_labels)
         pending.append(metrics)
         for callback in callbacks:
             callback.on_step(epoch * len(batches) + step, metrics, model, inputs, batch_labels)

@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
+    recorded = Path(args.reference_dir) if args.reference_dir else runner.default_reference_dir()
     settings = runner.Settings(week_timeout_s=args.timeout, memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs,
-                               reference_dir=Path(args.reference_dir) if args.reference_dir else None)
+                               reference_dir=recorded)
     try:
         reports = runner.grade(weeks, target, settings)
     except runner.ReferenceError as error:

@@ -35,6 +35,7 @@ WEEKS = {
     6: "week6_alexnet",
 }
 PACKAGES_FOR_CHILD = ("course", "grader")
+RECORDED_DIR = REPO / "reference_evidence"  # recorded reference evidence of a student release (`course release`)
 MAX_RESTARTS = 2
 ENVIRONMENT_PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "JAX_PLATFORMS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
                       "TPU_VISIBLE_CHIPS", "COURSE_DATA_DIR")
@@ -45,6 +46,13 @@ def user_cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "deep-into-cnn"
     )
     return Path(root)
+
+
+def default_reference_dir() -> Path | None:
+    """The recorded reference evidence when there are no solutions (a student release), else None."""
+    if RECORDED_DIR.is_dir() and not (REPO / "solutions").is_dir():
+        return RECORDED_DIR
+    return None
 
 
 @dataclasses.dataclass
@@ -58,7 +66,8 @@ class Settings:
     output_bytes: int = 16 * 2**10  # how much of a child's output is kept for diagnostics
     cache_dir: Path = dataclasses.field(default_factory=user_cache_dir)
     solutions_dir: Path = REPO / "solutions"
-    reference_dir: Path | None = None  # recorded reference evidence to use instead of running solutions
+    # recorded reference evidence to use instead of running the solutions
+    reference_dir: Path | None = dataclasses.field(default_factory=default_reference_dir)
     jobs: int = 2
 
 
@@ -124,6 +133,7 @@ def run_child(week: int, module_file: Path, mode: str, settings: Settings, given
         nonce = secrets.token_hex(16)
         job = {
             "mode": mode,
+            "parent_pid": os.getpid(),
             "week_module": WEEKS[week],
             "grader_module": f"grader.{WEEKS[week]}",
             "submission_dir": str(submission),

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 from hypothesis import given, settings, strategies as st
 
+from course import layers
 from course.layers import max_pool
 
 
@@ -36,3 +37,135 @@ def test_max_pool_gradient_equals_nnx_max_pool_gradient(shape):
 def test_max_pool_of_a_known_array():
     images = jnp.arange(16.0).reshape(1, 4, 4, 1)
     np.testing.assert_array_equal(max_pool(images, 2, 2)[0, :, :, 0], [[5, 7], [13, 15]])
+
+
+def test_max_pool_gradient_shares_ties_like_jax_grad_of_a_max():
+    images = jnp.array([[1.0, 1.0, 0.0, 2.0], [0.0, 1.0, 2.0, 2.0]]).reshape(1, 2, 4, 1)
+
+    def plain(x):  # the reshape-and-max formula, differentiated by jax.grad
+        return x.reshape(1, 1, 2, 2, 2, 1).max(axis=(2, 4))
+
+    weights = jnp.array([3.0, 5.0]).reshape(1, 1, 2, 1)
+    fast_grad = jax.grad(lambda x: jnp.sum(max_pool(x, 2, 2) * weights))(images)
+    plain_grad = jax.grad(lambda x: jnp.sum(plain(x) * weights))(images)
+    np.testing.assert_allclose(fast_grad, plain_grad, rtol=1e-6)
+    np.testing.assert_allclose(fast_grad[0, :, :, 0], [[1, 1, 0, 5 / 3], [0, 1, 5 / 3, 5 / 3]], rtol=1e-6)
+
+
+# Convolution: layers.im2col_conv, layers.conv_general_dilated and layers.Conv against lax / nnx.Conv.
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def lax_conv(images, kernel, strides, padding):
+    return jax.lax.conv_general_dilated(images, kernel, strides, padding, dimension_numbers=NHWC,
+                                        precision=jax.lax.Precision.HIGHEST)
+
+
+def random_normal(seed, shape):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def assert_conv_matches(conv, images, kernel, strides, padding):
+    """`conv` equals lax's convolution in values and in both gradients, for a random output weighting."""
+    expected = lax_conv(images, kernel, strides, padding)
+    actual = conv(images, kernel, strides, padding)
+    assert actual.shape == expected.shape
+    scale = float(jnp.max(jnp.abs(expected))) + 1.0
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale)
+    weights = random_normal(7, expected.shape)
+    grads = jax.grad(lambda x, w: jnp.sum(conv(x, w, strides, padding) * weights), argnums=(0, 1))(images, kernel)
+    plain = jax.grad(lambda x, w: jnp.sum(lax_conv(x, w, strides, padding) * weights), argnums=(0, 1))(images, kernel)
+    for name, fast_grad, plain_grad in zip(("images", "kernel"), grads, plain):
+        grad_scale = float(jnp.max(jnp.abs(plain_grad))) + 1.0
+        np.testing.assert_allclose(fast_grad, plain_grad, rtol=1e-5, atol=2e-5 * grad_scale, err_msg=name)
+
+
+@settings(max_examples=12, deadline=None)
+@given(batch=st.sampled_from([1, 5, layers.CONV_CHUNK, layers.CONV_CHUNK + 3, 2 * layers.CONV_CHUNK]),
+       size=st.integers(5, 12), in_channels=st.integers(1, 4), out_channels=st.integers(1, 5),
+       kernel_size=st.integers(1, 5), stride=st.integers(1, 3), pad=st.integers(0, 2), seed=st.integers(0, 2**31 - 1))
+def test_im2col_conv_equals_lax_conv_in_values_and_gradients(batch, size, in_channels, out_channels, kernel_size,
+                                                             stride, pad, seed):
+    kernel_size = min(kernel_size, size + 2 * pad)
+    images = random_normal(seed, (batch, size, size + 1, in_channels))
+    kernel = random_normal(seed + 1, (kernel_size, kernel_size, in_channels, out_channels))
+    padding = ((pad, pad + 1), (pad, pad))  # uneven padding too
+    assert_conv_matches(jax.jit(layers.im2col_conv, static_argnums=(2, 3)), images, kernel, (stride, stride), padding)
+
+
+@pytest.mark.parametrize("images_shape, kernel_shape, strides, padding", [
+    ((64, 32, 32, 1), (5, 5, 1, 6), (1, 1), "VALID"),  # LeNet-5's C1, in pieces
+    ((20, 32, 32, 3), (3, 3, 3, 16), (1, 1), "SAME"),  # SimpleCNN's conv1, a batch that does not divide
+    ((17, 23, 23, 3), (11, 11, 3, 8), (4, 4), "VALID"),  # AlexNet's C1 shape, smaller
+])
+def test_conv_general_dilated_equals_lax_on_the_courses_shapes(images_shape, kernel_shape, strides, padding):
+    def conv(images, kernel, strides, padding):
+        dimension_numbers = jax.lax.conv_dimension_numbers(images.shape, kernel.shape, NHWC)
+        return layers.conv_general_dilated(images, kernel, strides, padding, dimension_numbers=dimension_numbers)
+
+    pads = jax.lax.padtype_to_pads(images_shape[1:3], kernel_shape[:2], strides, padding)
+    assert_conv_matches(jax.jit(conv, static_argnums=(2, 3)), random_normal(0, images_shape),
+                        random_normal(1, kernel_shape), strides, tuple(map(tuple, pads)))
+
+
+def test_conv_general_dilated_uses_matrix_products_on_the_cpu():
+    images, kernel = random_normal(0, (4, 10, 10, 3)), random_normal(1, (3, 3, 3, 5))
+
+    def loss(images, kernel):
+        return jnp.sum(layers.conv_general_dilated(images, kernel, (1, 1), "SAME", dimension_numbers=NHWC) ** 2)
+
+    compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(images, kernel).compile().as_text()
+    if jax.default_backend() == "cpu":
+        assert "convolution(" not in compiled
+
+
+@pytest.mark.parametrize("options", [dict(rhs_dilation=(2, 2)), dict(lhs_dilation=(2, 1)), dict(feature_group_count=2)])
+def test_conv_general_dilated_falls_back_to_lax_for_other_cases(options):
+    groups = options.get("feature_group_count", 1)
+    images, kernel = random_normal(0, (2, 9, 9, 4)), random_normal(1, (3, 3, 4 // groups, 6))
+    arguments = dict(window_strides=(1, 1), padding=((1, 1), (1, 1)), dimension_numbers=NHWC, **options)
+    np.testing.assert_allclose(layers.conv_general_dilated(images, kernel, **arguments),
+                               jax.lax.conv_general_dilated(images, kernel, **arguments), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments", [
+    dict(in_features=1, out_features=6, kernel_size=(5, 5), padding="VALID"),
+    dict(in_features=3, out_features=16, kernel_size=(3, 3), padding=1),
+    dict(in_features=3, out_features=4, kernel_size=(11, 11), strides=4, padding="VALID"),
+])
+def test_conv_is_nnx_conv_with_the_same_parameters_outputs_and_gradients(arguments):
+    plain = nnx.Conv(**arguments, rngs=nnx.Rngs(3))
+    fast = layers.Conv(**arguments, rngs=nnx.Rngs(3))
+    plain_state, fast_state = nnx.state(plain, nnx.Param), nnx.state(fast, nnx.Param)
+    assert jax.tree.structure(plain_state) == jax.tree.structure(fast_state)
+    jax.tree.map(np.testing.assert_array_equal, plain_state, fast_state)
+    images = random_normal(4, (3, 27, 27, arguments["in_features"]))
+    np.testing.assert_allclose(fast(images), plain(images), rtol=1e-5, atol=1e-5)
+
+    def loss(model, images):
+        return jnp.sum(jnp.tanh(model(images)))
+
+    fast_grads = nnx.grad(loss, argnums=(0, 1))(fast, images)
+    plain_grads = nnx.grad(loss, argnums=(0, 1))(plain, images)
+    for fast_grad, plain_grad in zip(jax.tree.leaves(fast_grads), jax.tree.leaves(plain_grads)):
+        np.testing.assert_allclose(fast_grad, plain_grad, rtol=1e-4, atol=1e-4 * (1 + float(jnp.max(jnp.abs(plain_grad)))))
+
+
+def test_conv_outputs_are_captured_like_nnx_conv_outputs():
+    from course.layers import Conv
+
+    class TwoLayers(nnx.Module):
+        def __init__(self, rngs):
+            self.fast = Conv(1, 3, (3, 3), rngs=rngs)
+            self.linear = nnx.Linear(3, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.linear(self.fast(x))
+
+    model = TwoLayers(nnx.Rngs(0))
+    images = jax.random.normal(jax.random.key(0), (2, 6, 6, 1))
+    _, captured = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(images)
+    paths = {path for path, _ in nnx.to_flat_state(captured)}
+    assert ("fast", "__call__") in paths
+    np.testing.assert_allclose(captured["fast"]["__call__"][0], model.fast(images), rtol=1e-6)

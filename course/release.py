@@ -1,0 +1,268 @@
+"""`course release OUT`: writes the student copy of the course, without `solutions/` (instructors).
+
+The copy holds the exercises (generated afresh from the solutions), the lessons, the `course` and
+`grader` packages, and the *recorded reference evidence* in `reference_evidence/`: for every probe
+of every week, the inputs, the reference parameters and the reference's outputs, as `.npz` files of
+plain numbers and strings (no pickles, no code). In the copy, `course grade` reads that evidence
+instead of running the solutions (`grader.runner.default_reference_dir`), so it works offline and
+gives exactly the score it gives with the solutions present.
+
+No solution source reaches the copy: files are copied from an allow-list, never `solutions/`,
+bytecode or caches; and before the copy is put in place, every file in it is searched for the body
+of every task of every solution (see `find_leaks`). A release that would leak is not written.
+
+    course release ../deep-into-cnn-student            # all six weeks
+    course release ../student --weeks 1 4 --force      # replace an existing copy
+
+In the copy, `course publish` (and `course release`) only say that there are no solutions, and
+`course train MODEL` trains the student's own model from `exercises/` (the reference models are not
+included).
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("course", "grader")
+TOP_FILES = ("pyproject.toml", ".gitignore")
+DOCS = "docs"
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".*", "release.py", "publish.py")
+MIN_LINE_CHARACTERS = 12  # shorter task lines ("return x") are too common to count as a leak
+
+# Lines of the lead's modules that name `solutions`: in the copy they use the student's exercises.
+REWRITES = {
+    "course/registry.py": [('def recipes(package: str = "solutions")', 'def recipes(package: str = "exercises")')],
+    "course/viz_cli.py": [("from solutions import week3_convolutions", "from exercises import week3_convolutions")],
+}
+SOLUTION_IMPORT = re.compile(r"^\s*(from\s+solutions\b|import\s+solutions\b)", re.MULTILINE)
+
+INSTRUCTOR_ONLY = '''"""`course {name}` is an instructor command: it needs `solutions/`, which this student release of the
+course does not include."""
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    print("course {name}: this is the student release of the course: it has no solutions/ to {purpose}.",
+          file=sys.stderr)
+    return 2
+'''
+
+README_PREFACE = """# Student release
+
+This copy of the course has no reference solutions. `course grade` compares your code with the
+reference evidence recorded in `reference_evidence/` (inputs, reference parameters and the expected
+outputs of every check): it works offline and gives the score the instructor's grader gives.
+`course train MODEL` trains your own model from `exercises/`; `course publish` is not available.
+
+"""
+
+
+class ReleaseError(RuntimeError):
+    """The release cannot be written; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Leak check
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def task_fingerprints(solutions: Path, exercises: dict[str, str]) -> dict[str, list[str]]:
+    """{"week3_convolutions.py 3.1": its distinctive lines} for every task of every solution.
+
+    A task's distinctive lines are the code lines of its body (comments and short lines left out)
+    that the week's exercise does not also hold (the exercise keeps everything outside the tasks).
+    """
+    from course.publish import find_tasks
+
+    found = {}
+    for path in sorted(solutions.glob("week*.py")):
+        source = path.read_text()
+        kept = {_normal(line) for line in exercises.get(path.name, "").splitlines()}
+        lines = source.splitlines()
+        for task in find_tasks(source, path.name):
+            body = [_normal(line) for line in lines[task.begin : task.end - 1]]
+            found[f"{path.name} {task.id}"] = [line for line in body if len(line) >= MIN_LINE_CHARACTERS
+                                              and not line.startswith("#") and line not in kept]
+    return found
+
+
+def readable_text(path: Path) -> str:
+    """The text a file holds: its strings for evidence files, its decoded bytes otherwise."""
+    if path.suffix == ".npz":
+        from grader import evidence
+
+        record = evidence.load(path)  # refuses pickles
+        return "\n".join(str(value) for value in record.values() if value.dtype.kind == "U")
+    data = path.read_bytes()
+    if path.suffix in (".png", ".jpg", ".jpeg", ".gif", ".pdf"):
+        return ""
+    return data.decode("utf-8", "replace")
+
+
+def find_leaks(folder: Path, fingerprints: dict[str, list[str]]) -> list[str]:
+    """"FILE: task T" for every file under `folder` that holds at least half of a task's body."""
+    leaks = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        text = _normal(readable_text(path))
+        for task, lines in fingerprints.items():
+            hits = sum(line in text for line in lines)
+            if lines and hits >= max(1, math.ceil(len(lines) / 2)):
+                leaks.append(f"{path.relative_to(folder)}: {hits} of the {len(lines)} lines of task {task}")
+    return leaks
+
+
+def forbidden_files(folder: Path) -> list[str]:
+    """Files and folders a release must not hold: solutions, bytecode, imports of solutions."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if "solutions" in relative.parts or path.suffix in (".pyc", ".pyo") or "__pycache__" in relative.parts:
+            found.append(f"{relative}: solutions or bytecode")
+        elif path.suffix == ".py" and SOLUTION_IMPORT.search(path.read_text(errors="replace")):
+            found.append(f"{relative}: imports solutions")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the copy
+
+
+def record_evidence(weeks: list[int], out: Path, jobs: int) -> dict:
+    """Copies the reference evidence of `weeks` (computed from the solutions, or cached) to `out`."""
+    from grader import evidence, runner
+
+    settings = runner.Settings(jobs=jobs, reference_dir=None)
+
+    def one(week):
+        return week, runner.reference_folder(week, settings), runner.fingerprint_files(week, settings)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        folders = list(pool.map(one, weeks))
+    manifest = {"weeks": {}, "versions": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "note": "reference evidence recorded by `course release`: inputs, reference parameters and "
+                        "expected outputs; numbers and strings only"}
+    for package in ("jax", "jaxlib", "flax", "optax", "numpy"):
+        manifest["versions"][package] = runner._version(package)
+    for week, folder, fingerprint in folders:
+        target = out / runner.WEEKS[week]
+        target.mkdir(parents=True)
+        files = {}
+        for path in sorted(folder.glob("*.npz")):
+            evidence.load(path)  # numbers and strings only: fails on anything else
+            shutil.copyfile(path, target / path.name)
+            files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        shutil.copyfile(folder / "complete", target / "complete")
+        manifest["weeks"][runner.WEEKS[week]] = {"fingerprint": fingerprint, "files": files}
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def copy_sources(out: Path, exercises: dict[str, str]) -> None:
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, out / package, ignore=IGNORED)
+    for name in TOP_FILES:
+        if (REPO / name).exists():
+            shutil.copyfile(REPO / name, out / name)
+    if (REPO / DOCS).is_dir():
+        shutil.copytree(REPO / DOCS, out / DOCS, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+    readme = (REPO / "README.md").read_text() if (REPO / "README.md").exists() else ""
+    (out / "README.md").write_text(README_PREFACE + readme)
+    (out / "exercises").mkdir()
+    for name, text in exercises.items():
+        (out / "exercises" / name).write_text(text)
+    (out / "course" / "publish.py").write_text(
+        INSTRUCTOR_ONLY.format(name="publish",
+                               purpose="generate exercises from (your exercises/ are left as they are)"))
+    (out / "course" / "release.py").write_text(INSTRUCTOR_ONLY.format(name="release", purpose="release"))
+    for relative, replacements in REWRITES.items():
+        path = out / relative
+        if not path.exists():
+            continue
+        text = path.read_text()
+        for old, new in replacements:
+            if old not in text and new not in text:
+                raise ReleaseError(f"{relative} no longer holds {old!r}: update REWRITES in course/release.py")
+            text = text.replace(old, new)
+        path.write_text(text)
+
+
+def release(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2) -> dict:
+    """Writes the student release to `out` (replacing it with `force`); returns the evidence manifest."""
+    from course import publish
+
+    out = out.expanduser().resolve()
+    if not (REPO / "solutions").is_dir():
+        raise ReleaseError("this copy of the course has no solutions/: releases are made from the instructors' copy")
+    if out == REPO or REPO in out.parents or out in REPO.parents:
+        raise ReleaseError(f"{out} must be outside the course repository {REPO}")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise ReleaseError(f"{out} exists and is not empty; pass --force to replace it")
+        if not (out / "reference_evidence" / "MANIFEST.json").exists():
+            raise ReleaseError(f"{out} is not a student release made by `course release`; --force replaces only those")
+    try:
+        exercises = publish.generated_files(REPO / "solutions")
+    except publish.MarkerError as error:
+        raise ReleaseError(f"the solutions' task markers are malformed: {error}") from None
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        copy_sources(partial, exercises)
+        manifest = record_evidence(weeks, partial / "reference_evidence", jobs)
+        problems = forbidden_files(partial) + find_leaks(partial, task_fingerprints(REPO / "solutions", exercises))
+        if problems:
+            raise ReleaseError("the release would give away solution code; nothing was written:\n  "
+                               + "\n  ".join(problems[:20]))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    from grader import runner
+
+    parser = argparse.ArgumentParser(prog="course release",
+                                     description="Write the student copy of the course: no solutions, recorded "
+                                                 "reference evidence for `course grade`.")
+    parser.add_argument("out", metavar="OUT", help="folder to write (outside this repository)")
+    parser.add_argument("--weeks", nargs="+", metavar="WEEK", help="weeks to include evidence for (default: all)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--jobs", type=int, default=2, help="weeks whose evidence is computed at once")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        weeks = sorted({runner.week_number(week) for week in args.weeks or []}) or sorted(runner.WEEKS)
+        manifest = release(Path(args.out), weeks, force=args.force, jobs=args.jobs)
+    except (ValueError, ReleaseError, runner.ReferenceError) as error:
+        print(f"course release: {error}", file=sys.stderr)
+        return 2
+    files = sum(len(week["files"]) for week in manifest["weeks"].values())
+    print(f"wrote the student release to {Path(args.out).expanduser().resolve()}: weeks "
+          f"{', '.join(str(week) for week in weeks)}, {files} evidence files "
+          f"({time.perf_counter() - start:.1f} s)")
+    print("in it, students grade themselves with `course grade`; the solutions are not included")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,564 @@
+"""`course grade-batch SUBMISSIONS --out DIR [--jobs N] [--timeout S]`: grades a whole class.
+
+SUBMISSIONS is a folder holding one entry per student: a folder or a `.zip` of their week modules
+(`week1_regression.py`, ...; a single folder wrapping them, as zips often have, is fine). Each
+submission is graded like `course grade --target PATH`: its code runs only in time- and
+memory-limited child processes, N at a time. As each finishes, `DIR/<submission>/results.json`
+(Gradescope's format) is written atomically and `DIR/gradebook.csv` (one row per submission, one
+column per test, the total) is rewritten, so a killed batch loses only what was running: a rerun
+skips every submission whose results are there and still match its files and the grader.
+At the end `DIR/summary.md` and `DIR/summary.png` give each test's pass rate and the distribution
+of scores.
+
+A malformed submission (no week module, wrong file names, files that do not compile, a zip that is
+corrupt or unpacks to too much, symbolic links, files that are not week modules) gets a row saying
+what is wrong and never stops the batch. Files are read with size limits and never unpacked to disk
+under names chosen by the student: only the expected week modules are copied out.
+"""
+
+import argparse
+import ast
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import stat
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from grader import report, runner
+from grader.checks import Result
+
+MAX_MODULE_BYTES = 1 * 2**20  # one week module
+MAX_ZIP_BYTES = 64 * 2**20  # a submitted zip file
+MAX_UNPACKED_BYTES = 32 * 2**20  # everything a zip holds, unpacked
+MAX_ENTRIES = 2000  # files in a zip or a submission folder
+NAMES_SHOWN = 5
+IGNORED_NAMES = {"__init__.py", "__pycache__", "__MACOSX", ".DS_Store", "Thumbs.db"}
+LOOKS_LIKE_A_WEEK = re.compile(r"week[ _-]?(\d)", re.IGNORECASE)
+GRADED, PROBLEMS, ERROR, FAILURE = "graded", "graded with problems", "error", "grader failure"
+
+
+@dataclasses.dataclass
+class Submission:
+    """One entry of SUBMISSIONS: its name in the gradebook, its path, and its folder in DIR."""
+
+    name: str
+    path: Path
+    folder: str
+
+
+@dataclasses.dataclass
+class Staged:
+    """What a submission gives the grader: week modules by file name, the problems found, or why
+    nothing can be graded (`fatal`)."""
+
+    modules: dict[str, bytes]
+    problems: list[str]
+    fatal: str = ""
+
+
+class Malformed(ValueError):
+    """The submission cannot be graded at all; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding and reading submissions
+
+
+def safe_folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100] or "submission"
+
+
+def find_submissions(root: Path) -> list[Submission]:
+    """Every visible entry of `root`, sorted by name, each with a distinct output folder name."""
+    if not root.is_dir():
+        raise ValueError(f"SUBMISSIONS must be a folder holding one folder or .zip per student; {root} is not a folder")
+    found, used = [], set()
+    for path in sorted(root.iterdir(), key=lambda entry: entry.name):
+        if path.name.startswith(".") or path.name in IGNORED_NAMES:
+            continue
+        name = path.name[:-4] if path.name.lower().endswith(".zip") and path.is_file() else path.name
+        folder = safe_folder_name(name)
+        while folder.lower() in used:
+            folder += "_"
+        used.add(folder.lower())
+        found.append(Submission(name, path, folder))
+    return found
+
+
+def _listing_of_folder(path: Path) -> dict[tuple[str, ...], tuple[str, int, object]]:
+    """{relative path parts: (kind, size, how to read)} for the files of a submission folder."""
+    entries = {}
+    for directory, folders, files in os.walk(path):  # os.walk does not follow symbolic links
+        relative = Path(directory).relative_to(path).parts
+        if len(relative) >= 3:
+            folders.clear()
+        for name in folders + files:
+            if len(entries) >= MAX_ENTRIES:
+                raise Malformed(f"the folder holds more than {MAX_ENTRIES} files")
+            full = Path(directory) / name
+            info = full.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                kind = "link"
+            elif stat.S_ISDIR(info.st_mode):
+                kind = "folder"
+            elif stat.S_ISREG(info.st_mode):
+                kind = "file"
+            else:
+                kind = "special"
+            entries[(*relative, name)] = (kind, info.st_size, full)
+    return entries
+
+
+def _listing_of_zip(archive: zipfile.ZipFile, size: int) -> dict[tuple[str, ...], tuple[str, int, object]]:
+    infos = archive.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise Malformed(f"the zip holds {len(infos)} entries, more than {MAX_ENTRIES}")
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise Malformed(f"the zip would unpack to {unpacked / 2**20:,.0f} MiB from {size / 2**20:,.1f} MiB, more than "
+                        f"the limit of {MAX_UNPACKED_BYTES / 2**20:.0f} MiB (a zip bomb?)")
+    entries = {}
+    for info in infos:
+        parts = tuple(part for part in info.filename.replace("\\", "/").split("/") if part not in ("", "."))
+        if not parts or ".." in parts or info.filename.startswith("/"):
+            entries[("unsafe path " + info.filename[:60],)] = ("special", 0, None)
+            continue
+        mode = info.external_attr >> 16
+        if info.is_dir():
+            kind = "folder"
+        elif stat.S_ISLNK(mode):
+            kind = "link"
+        else:
+            kind = "file"
+        for depth in range(1, len(parts)):
+            entries.setdefault(parts[:depth], ("folder", 0, None))
+        entries[parts] = (kind, info.file_size, info)
+    return entries
+
+
+def _root(entries: dict) -> tuple[str, ...]:
+    """The folder holding the week modules: the one folder deeper down that holds week modules when
+    the top holds none (say, a zip of the whole course), else the top, or the one folder that wraps
+    everything."""
+    modules = {f"{name}.py" for name in runner.WEEKS.values()}
+    holders = {parts[:-1] for parts, (kind, _, _) in entries.items() if parts[-1] in modules and kind == "file"}
+    if len(holders) == 1 and () not in holders:
+        return holders.pop()
+    return _wrapper(entries)
+
+
+def _wrapper(entries: dict) -> tuple[str, ...]:
+    """The top folder, or the one folder that wraps everything (as zips often have)."""
+    root = ()
+    for _ in range(3):
+        children = {parts[len(root)]: entries[parts] for parts in entries
+                    if len(parts) == len(root) + 1 and parts[:len(root)] == root
+                    and parts[-1] not in IGNORED_NAMES and not parts[-1].startswith(".")}
+        folders = [name for name, (kind, _, _) in children.items() if kind == "folder"]
+        if len(children) == 1 and folders:
+            root = (*root, folders[0])
+        else:
+            break
+    return root
+
+
+def _read(kind_size_source, archive: zipfile.ZipFile | None) -> bytes:
+    """The bytes of one file, reading at most MAX_MODULE_BYTES + 1 whatever its header says."""
+    _, _, source = kind_size_source
+    if archive is not None:
+        with archive.open(source) as file:
+            return file.read(MAX_MODULE_BYTES + 1)
+    with open(source, "rb") as file:
+        return file.read(MAX_MODULE_BYTES + 1)
+
+
+def stage(submission: Submission, weeks: list[int]) -> Staged:
+    """Reads a submission's week modules for `weeks` (never raises: problems are in the result)."""
+    try:
+        return _stage(submission, weeks)
+    except Malformed as error:
+        return Staged({}, [], str(error))
+    except zipfile.BadZipFile as error:
+        return Staged({}, [], f"not a readable zip file ({error})")
+    except (OSError, RuntimeError, NotImplementedError, ValueError, EOFError) as error:
+        return Staged({}, [], f"could not be read: {type(error).__name__}: {error}")
+
+
+def _stage(submission: Submission, weeks: list[int]) -> Staged:
+    path, archive = submission.path, None
+    if path.is_dir():
+        entries = _listing_of_folder(path)
+    elif path.is_file() and path.name.lower().endswith(".zip"):
+        size = path.stat().st_size
+        if size > MAX_ZIP_BYTES:
+            raise Malformed(f"the zip is {size / 2**20:,.0f} MiB, more than the limit of "
+                            f"{MAX_ZIP_BYTES / 2**20:.0f} MiB")
+        archive = zipfile.ZipFile(path)
+        entries = _listing_of_zip(archive, size)
+    else:
+        raise Malformed(f"{path.name} is neither a folder nor a .zip file")
+    try:
+        return _select(entries, archive, weeks)
+    finally:
+        if archive is not None:
+            archive.close()
+
+
+def _select(entries: dict, archive, weeks: list[int]) -> Staged:
+    root = _root(entries)
+    expected = {f"{runner.WEEKS[week]}.py": week for week in weeks}
+    known = {f"{name}.py" for name in runner.WEEKS.values()}
+    modules, problems, unexpected = {}, [], []
+    for parts, entry in sorted(entries.items()):
+        kind, size, _ = entry
+        name = parts[-1]
+        if parts[:-1] != root or name.startswith(".") or name in IGNORED_NAMES:
+            continue  # files in sub-folders are not graded: the sub-folder is reported as unexpected
+        if name in expected:
+            if kind != "file":
+                problems.append(f"{name} is a {'symbolic link' if kind == 'link' else kind}, not a file: not graded")
+            elif size > MAX_MODULE_BYTES:
+                problems.append(f"{name} is {size / 2**20:,.1f} MiB, more than {MAX_MODULE_BYTES // 2**20} MiB: "
+                                "not graded")
+            else:
+                content = _read(entry, archive)
+                if len(content) > MAX_MODULE_BYTES:
+                    problems.append(f"{name} is larger than {MAX_MODULE_BYTES // 2**20} MiB: not graded")
+                else:
+                    modules[name] = content
+        elif name in known:
+            continue  # a week not graded in this run
+        elif (name.lower().endswith(".py") and (match := LOOKS_LIKE_A_WEEK.search(name))
+              and int(match[1]) in runner.WEEKS):
+            right = f"{runner.WEEKS[int(match[1])]}.py"
+            problems.append(f"wrong file name {name!r}: week {match[1]} must be in {right}; not graded")
+        else:
+            unexpected.append(name + ("/" if kind == "folder" else ""))
+    for name, week in expected.items():
+        if name not in modules and not any(name in problem for problem in problems):
+            problems.append(f"missing {name}: week {week} scores 0")
+    for name, content in modules.items():
+        if problem := compile_problem(name, content):
+            problems.append(problem)
+    if unexpected:
+        shown = ", ".join(unexpected[:NAMES_SHOWN]) + (f" and {len(unexpected) - NAMES_SHOWN} more"
+                                                         if len(unexpected) > NAMES_SHOWN else "")
+        problems.append(f"ignored files that are not week modules: {shown}")
+    if root != _wrapper(entries) and modules:
+        problems.insert(0, f"graded the week modules found in {'/'.join(root)}/")
+    if not modules:
+        where = "/".join(root) + "/" if root else "the top level"
+        problems = [problem for problem in problems if not problem.startswith("missing ")]
+        raise Malformed(f"no week module to grade in {where} (expected {', '.join(expected)})"
+                        + (f"; {'; '.join(problems)}" if problems else ""))
+    return Staged(modules, problems)
+
+
+def compile_problem(name: str, content: bytes) -> str:
+    """"" when the module parses (nothing of it runs here), else a one-line reason."""
+    try:
+        ast.parse(content, name)
+    except SyntaxError as error:
+        return f"{name} does not compile: {error.msg} (line {error.lineno}); its week scores 0"
+    except (ValueError, RecursionError, MemoryError) as error:
+        return f"{name} does not compile: {type(error).__name__}: {error}; its week scores 0"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading
+
+
+def grader_key(weeks: list[int], reference_folders: dict[int, Path]) -> str:
+    """Hash of the grader's code, the weeks graded and their reference evidence."""
+    digest = hashlib.sha256(json.dumps(weeks).encode())
+    for path in sorted((runner.REPO / "grader").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    for week in weeks:
+        for path in sorted(reference_folders[week].glob("*.npz")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def grading_key(staged: Staged, grader: str) -> str:
+    """Hash of everything a submission's results depend on: its files and `grader_key`. A rerun
+    regrades a submission only when its key changed."""
+    digest = hashlib.sha256(grader.encode())
+    for name, content in sorted(staged.modules.items()):
+        digest.update(f"{name}:{len(content)}:".encode() + content)
+    digest.update(json.dumps([staged.problems, staged.fatal]).encode())
+    return digest.hexdigest()[:32]
+
+
+def error_reports(weeks: list[int], reason: str) -> list[runner.WeekReport]:
+    """Reports scoring every check 0 with `reason`, for a submission that cannot be graded."""
+    return [runner.WeekReport(week, [Result(check, week, 0.0, "error", [f"not graded: {reason}"])
+                                     for check in runner.checks_module(week).CHECKS], 0.0, "", {})
+            for week in weeks]
+
+
+def grade_submission(submission: Submission, staged: Staged, weeks: list[int], settings: runner.Settings) -> dict:
+    """results.json of one submission (Gradescope's format, with a `batch` entry in extra_data)."""
+    start = time.perf_counter()
+    if staged.fatal:
+        reports, status = error_reports(weeks, staged.fatal), ERROR
+    else:
+        with tempfile.TemporaryDirectory(prefix="course-batch-") as folder:
+            for name, content in staged.modules.items():
+                Path(folder, name).write_bytes(content)
+            reports = runner.grade(weeks, Path(folder), dataclasses.replace(settings, jobs=1))
+        status = PROBLEMS if staged.problems else GRADED
+    results = report.gradescope(reports, time.perf_counter() - start)
+    results["extra_data"]["batch"] = {"submission": submission.name, "status": status,
+                                      "problems": [staged.fatal] if staged.fatal else staged.problems,
+                                      "weeks": weeks}
+    return results
+
+
+def write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}-{threading.get_ident()}")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def load_results(path: Path, key: str) -> dict | None:
+    """The saved results of a submission, if they are complete and graded with the same key."""
+    try:
+        results = json.loads(path.read_text())
+        return results if results["extra_data"]["batch"]["key"] == key else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradebook and summary
+
+
+def test_names(weeks: list[int]) -> list[tuple[str, float]]:
+    """(column name, max score) of every test of `weeks`, as results.json names them."""
+    return [(f"Week {week} / Task {check.task} / {check.name}", check.points)
+            for week in weeks for check in runner.checks_module(week).CHECKS]
+
+
+def gradebook_row(submission: Submission, results: dict | None, failure: str = "") -> dict:
+    if results is None:
+        return {"submission": submission.name, "status": FAILURE, "score": "", "max_score": "", "percent": "",
+                "problems": failure, "tests": {}}
+    batch = results["extra_data"]["batch"]
+    score, maximum = results["score"], results["extra_data"]["max_score"]
+    return {"submission": submission.name, "status": batch["status"], "score": score, "max_score": maximum,
+            "percent": round(100 * score / maximum, 1) if maximum else 0.0, "problems": "; ".join(batch["problems"]),
+            "tests": {test["name"]: test["score"] for test in results["tests"]}}
+
+
+def _cell(value) -> str:
+    """A CSV cell that a spreadsheet shows as text (no formulas from submission names)."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def write_gradebook(path: Path, rows: list[dict], tests: list[tuple[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["submission", "status", "score", "max_score", "percent"] + [name for name, _ in tests]
+                    + ["problems"])
+    for row in sorted(rows, key=lambda row: row["submission"]):
+        writer.writerow([_cell(row[key]) for key in ("submission", "status", "score", "max_score", "percent")]
+                        + [_cell(row["tests"].get(name, "")) for name, _ in tests] + [_cell(row["problems"])])
+    write_atomically(path, buffer.getvalue())
+
+
+def summary(rows: list[dict], tests: list[tuple[str, float]]) -> dict:
+    """Per-test pass rates (full marks) and mean scores, and the distribution of total scores."""
+    graded = [row for row in rows if row["status"] != FAILURE]
+    per_test = []
+    for name, points in tests:
+        scores = [row["tests"].get(name, 0.0) for row in graded]
+        per_test.append({"test": name, "max_score": points,
+                         "pass_rate": sum(score >= points for score in scores) / len(scores) if scores else 0.0,
+                         "mean_score": sum(scores) / len(scores) if scores else 0.0})
+    percents = sorted(float(row["percent"]) for row in graded)
+    bins = [0] * 10
+    for percent in percents:
+        bins[min(int(percent // 10), 9)] += 1
+    median = statistics.median(percents) if percents else 0.0
+    return {"submissions": len(rows), "graded": len(graded),
+            "statuses": {status: sum(row["status"] == status for row in rows)
+                         for status in (GRADED, PROBLEMS, ERROR, FAILURE)},
+            "mean_percent": sum(percents) / len(percents) if percents else 0.0, "median_percent": median,
+            "distribution": [{"range": f"{10 * index}-{10 * index + 10}%", "count": count}
+                             for index, count in enumerate(bins)],
+            "tests": per_test}
+
+
+def summary_markdown(data: dict) -> str:
+    lines = ["# Batch grading summary", "",
+             f"{data['submissions']} submissions: "
+             + ", ".join(f"{count} {status}" for status, count in data["statuses"].items() if count),
+             f"mean {data['mean_percent']:.1f}%, median {data['median_percent']:.1f}%", "",
+             "## Score distribution", "", "| total | submissions | |", "|---|---:|---|"]
+    for entry in data["distribution"]:
+        lines.append(f"| {entry['range']} | {entry['count']} | {'#' * entry['count']} |")
+    lines += ["", "## Tests", "", "| test | points | full marks | mean score |", "|---|---:|---:|---:|"]
+    for test in data["tests"]:
+        lines.append(f"| {test['test']} | {test['max_score']:g} | {test['pass_rate']:.0%} | {test['mean_score']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_figure(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tests = data["tests"]
+    figure, (scores, rates) = plt.subplots(1, 2, figsize=(13, max(3.5, 0.22 * len(tests) + 1.2)),
+                                           gridspec_kw={"width_ratios": [1, 1.6]})
+    counts = [entry["count"] for entry in data["distribution"]]
+    scores.bar([10 * index + 5 for index in range(10)], counts, width=9)
+    scores.set(xlabel="total score (%)", ylabel="submissions", xlim=(0, 100),
+               title=f"Scores of {data['submissions']} submissions")
+    rates.barh(range(len(tests)), [100 * test["pass_rate"] for test in tests])
+    rates.set_yticks(range(len(tests)), [test["test"].replace("Week ", "W").replace(" / Task ", " ")[:50]
+                                         for test in tests], fontsize=7)
+    rates.invert_yaxis()
+    rates.set(xlabel="submissions with full marks (%)", xlim=(0, 100), title="Pass rate per test")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def parser() -> argparse.ArgumentParser:
+    commands = argparse.ArgumentParser(prog="course grade-batch", description="Grade a whole class: one folder "
+                                       "or .zip of week modules per student, each graded like `course grade`.")
+    commands.add_argument("submissions", metavar="SUBMISSIONS", help="folder holding one folder or .zip per student")
+    commands.add_argument("--out", required=True, metavar="DIR", help="where results, gradebook.csv and the summary go")
+    commands.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default %(default)s)")
+    commands.add_argument("--timeout", type=float, default=runner.Settings.week_timeout_s,
+                          help="seconds allowed per week of a submission (default %(default)s)")
+    commands.add_argument("--probe-timeout", type=float, default=runner.Settings.probe_timeout_s,
+                          help="seconds allowed per check (default %(default)s)")
+    commands.add_argument("--memory-gb", type=float, default=runner.Settings.memory_bytes / 2**30,
+                          help="memory limit of the graded code, in GiB (default %(default)s)")
+    commands.add_argument("--weeks", nargs="+", metavar="WEEK", help="weeks to grade (default: all)")
+    commands.add_argument("--reference-dir", help="recorded reference evidence (instead of running the solutions)")
+    commands.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    commands.add_argument("--quiet", action="store_true", help="no progress bar")
+    return commands
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs `course grade-batch`; 0 when every submission has a row, 1 if the grader failed on some,
+    2 on bad usage, 3 when the reference evidence cannot be produced, 130 when interrupted."""
+    args = parser().parse_args(argv)
+    try:
+        weeks = sorted({runner.week_number(week) for week in args.weeks or []}) or sorted(runner.WEEKS)
+        submissions = find_submissions(Path(args.submissions).expanduser())
+        if args.jobs < 1:
+            raise ValueError("--jobs must be at least 1")
+    except ValueError as error:
+        print(f"course grade-batch: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    settings = runner.Settings(week_timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
+                               memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs,
+                               reference_dir=Path(args.reference_dir) if args.reference_dir
+                               else runner.default_reference_dir())
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            folders = dict(zip(weeks, pool.map(lambda week: runner.reference_folder(week, settings), weeks)))
+    except runner.ReferenceError as error:
+        print(f"course grade-batch: {error}", file=sys.stderr)
+        return 3
+    tests = test_names(weeks)
+    rows, pending = {}, []
+    grader = grader_key(weeks, folders)
+    for submission in submissions:
+        staged = stage(submission, weeks)
+        key = grading_key(staged, grader)
+        saved = None if args.force else load_results(out / submission.folder / "results.json", key)
+        if saved is None:
+            pending.append((submission, staged, key))
+        else:
+            rows[submission.folder] = gradebook_row(submission, saved)
+    print(f"{len(submissions)} submissions in {args.submissions}: {len(rows)} already graded, "
+          f"{len(pending)} to grade, {args.jobs} at a time", file=sys.stderr)
+    write_gradebook(out / "gradebook.csv", list(rows.values()), tests)
+
+    def one(submission, staged, key):
+        folder = out / submission.folder
+        folder.mkdir(exist_ok=True)
+        try:
+            results = grade_submission(submission, staged, weeks, settings)
+        except Exception as error:  # noqa: BLE001 - a grader bug costs this row, not the batch
+            reason = f"{type(error).__name__}: {error}"
+            write_atomically(folder / "failure.txt", reason + "\n")
+            return submission, gradebook_row(submission, None, f"the grader failed ({reason}); rerun to retry")
+        results["extra_data"]["batch"]["key"] = key
+        write_atomically(folder / "results.json", json.dumps(results, indent=1) + "\n")
+        (folder / "failure.txt").unlink(missing_ok=True)
+        return submission, gradebook_row(submission, results)
+
+    from tqdm.auto import tqdm
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.signal(signum, _interrupted) for signum in (signal.SIGTERM, signal.SIGINT)
+                if in_main_thread}
+    bar = tqdm(total=len(submissions), initial=len(rows), unit="submission", desc="grading", file=sys.stderr,
+               disable=args.quiet, dynamic_ncols=True)
+    start = time.perf_counter()  # throughput counts grading only, not the reference evidence
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        futures = [pool.submit(one, *job) for job in pending]
+        for future in as_completed(futures):
+            submission, row = future.result()
+            rows[submission.folder] = row
+            write_gradebook(out / "gradebook.csv", list(rows.values()), tests)
+            bar.set_postfix_str(f"{submission.name}: {row['percent']}%" if row["percent"] != "" else submission.name)
+            bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ncourse grade-batch: interrupted; {len(rows)} of {len(submissions)} submissions are graded in {out}. "
+              "Run the same command again to grade the rest.", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)  # the running children die with this process (grader.child.die_with_parent)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    pool.shutdown()
+    bar.close()
+    elapsed = time.perf_counter() - start
+    data = summary(list(rows.values()), tests)
+    write_atomically(out / "summary.json", json.dumps(data, indent=1) + "\n")
+    write_atomically(out / "summary.md", summary_markdown(data))
+    summary_figure(data, out / "summary.png")
+    rate = 60 * len(pending) / elapsed if pending and elapsed > 0 else 0.0
+    print("\n".join(summary_markdown(data).splitlines()[2:4]))
+    print(f"graded {len(pending)} submissions in {elapsed:.1f} s ({rate:.1f} per minute); "
+          f"gradebook: {out / 'gradebook.csv'}, summary: {out / 'summary.md'}, {out / 'summary.png'}")
+    return 1 if data["statuses"][FAILURE] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
