@@ -130,8 +130,8 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
         for callback in callbacks:
             callback.on_step(epoch * len(batches) + step, metrics, model, inputs, batch_labels)
         if step % 50 == 49 or step == len(batches) - 1:
-            for metrics in jax.device_get(pending):  # one sync every 50 steps keeps the device busy
-                totals = {name: totals[name] + float(metrics[name]) for name in totals}
+            for finished in jax.device_get(pending):  # one sync every 50 steps keeps the device busy
+                totals = {name: totals[name] + float(finished[name]) for name in totals}
             pending = []
             seen = (step + 1) * settings.batch_size
             bar.set_postfix(loss=f"{totals['loss'] / (step + 1):.4f}",
