@@ -436,29 +436,6 @@ def checkpoint_folder(path: str | Path) -> Path:
                     "info.json (written by `course train --out` or `course port`)")
 
 
-def predict(recipe, model: nnx.Module, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Predicted classes (N,) of `model` in eval mode for uint8 `images` (N, H, W, C), through `recipe.prepare`."""
-    from course import train
-
-    prepare = train.prepare_fn(recipe)
-
-    @nnx.jit
-    def predicted_classes(model, inputs):
-        return jnp.argmax(model(inputs), axis=-1)
-
-    model.eval()
-    batches = [predicted_classes(model, prepare(jnp.asarray(images[indices])))
-               for indices in data.batch_indices(len(images), batch_size)]
-    return np.concatenate(jax.device_get(batches))
-
-
-def per_class_accuracy(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(correct (num_classes,), total (num_classes,)): per true class, how many were predicted right, of how many."""
-    total = np.bincount(labels, minlength=num_classes)
-    correct = np.bincount(labels[predictions == labels], minlength=num_classes)
-    return correct, total
-
-
 def main_eval(argv: list[str] | None = None) -> int:
     """`course eval DIR [--dataset NAME] [--data-dir D]`: test accuracy, overall and per class."""
     from course import registry, train
@@ -496,8 +473,11 @@ def main_eval(argv: list[str] | None = None) -> int:
     if args.max_examples and args.max_examples < len(labels):
         subset = np.sort(np.random.default_rng(0).permutation(len(labels))[:args.max_examples])
         images, labels = images[subset], labels[subset]
-    predictions = predict(recipe, model, images)
-    correct, total = per_class_accuracy(predictions, labels, data.num_classes(dataset))
+    from course import viz
+
+    _, predictions = viz.predict(model, recipe.prepare, images)
+    matrix = viz.confusion_matrix(labels, predictions, data.num_classes(dataset))
+    correct, total = np.diag(matrix), matrix.sum(axis=1)
     print(f"{model_name} on {dataset} test ({len(labels)} images): accuracy {correct.sum() / total.sum():.2%}")
     width = max(len(name) for name in data.class_names(dataset))
     for name, right, count in zip(data.class_names(dataset), correct, total):

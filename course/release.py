@@ -39,11 +39,6 @@ DOCS = "docs"
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".*", "release.py", "publish.py")
 MIN_LINE_CHARACTERS = 12  # shorter task lines ("return x") are too common to count as a leak
 
-# Lines of the lead's modules that name `solutions`: in the copy they use the student's exercises.
-REWRITES = {
-    "course/registry.py": [('def recipes(package: str = "solutions")', 'def recipes(package: str = "exercises")')],
-    "course/viz_cli.py": [("from solutions import week3_convolutions", "from exercises import week3_convolutions")],
-}
 SOLUTION_IMPORT = re.compile(r"^\s*(from\s+solutions\b|import\s+solutions\b)", re.MULTILINE)
 
 INSTRUCTOR_ONLY = '''"""`course {name}` is an instructor command: it needs `solutions/`, which this student release of the
@@ -190,16 +185,6 @@ def copy_sources(out: Path, exercises: dict[str, str]) -> None:
         INSTRUCTOR_ONLY.format(name="publish",
                                purpose="generate exercises from (your exercises/ are left as they are)"))
     (out / "course" / "release.py").write_text(INSTRUCTOR_ONLY.format(name="release", purpose="release"))
-    for relative, replacements in REWRITES.items():
-        path = out / relative
-        if not path.exists():
-            continue
-        text = path.read_text()
-        for old, new in replacements:
-            if old not in text and new not in text:
-                raise ReleaseError(f"{relative} no longer holds {old!r}: update REWRITES in course/release.py")
-            text = text.replace(old, new)
-        path.write_text(text)
 
 
 def release(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2) -> dict:

@@ -219,9 +219,24 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
     test_images, test_labels = data.load(settings.dataset, "test", data_dir=data_dir)
     if max_train_examples:
         train_images, train_labels = train_images[:max_train_examples], train_labels[:max_train_examples]
+    _, history = train_on_arrays(recipe, settings, (train_images, train_labels), (test_images, test_labels),
+                                 out_dir=out_dir, resume=resume, progress=progress, callbacks=callbacks)
+    return history
+
+
+def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *, out_dir=None,
+                    resume: bool = False, progress: bool = True, callbacks=()) -> tuple[nnx.Module, list[dict]]:
+    """The loop of `fit` on arrays already in memory; returns (the trained model, the history).
+
+    Inputs:
+    - train_data, test_data: (uint8 images (N, H, W, C), int32 labels (N,)); the recipe's
+      validation share is held out of train_data.
+    - out_dir, resume, progress, callbacks: as `fit`.
+    """
+    (train_images, train_labels), (test_images, test_labels) = train_data, test_data
     validation = None
     if recipe.validation_fraction:
-        kept, held_out = data.holdout_split(len(train_labels), recipe.validation_fraction, seed)
+        kept, held_out = data.holdout_split(len(train_labels), recipe.validation_fraction, settings.seed)
         validation = (train_images[held_out], train_labels[held_out])
         train_images, train_labels = train_images[kept], train_labels[kept]
     mesh = data_mesh()
@@ -273,7 +288,7 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
         from course import viz
 
         viz.plot_history(history).savefig(out / "curves.png", dpi=100)
-    return history
+    return model, history
 
 
 def format_record(record: dict) -> str:

@@ -186,8 +186,7 @@ def write(figure, out: str, name: str) -> int:
 
 def fixed_kernels(which: str):
     """(kernels (K, KH, KW), titles) of the week-3 hand-made filters: the four 4x4 ones or Sobel."""
-    from solutions import week3_convolutions as week3
-
+    week3 = registry.week_module("week3_convolutions")
     if which == "sobel":
         return np.stack(week3.sobel_kernels()), ["Sobel x", "Sobel y"]
     return np.asarray(week3.four_filters()), [f"filter {index}" for index in range(1, 5)]
@@ -217,8 +216,7 @@ def fixed_image(args) -> tuple[np.ndarray, str]:
 
 def feature_maps_command(args) -> int:
     if args.fixed:
-        from solutions import week3_convolutions as week3
-
+        week3 = registry.week_module("week3_convolutions")
         image, description = fixed_image(args)
         kernels, _ = fixed_kernels(args.fixed)
         maps = {title: np.asarray(value) for title, value in zip(

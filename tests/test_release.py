@@ -112,7 +112,7 @@ def test_student_copy_commands_without_solutions(student_copy, tmp_path):
     exercise = (student_copy / "exercises" / "week1_regression.py").read_text()
     done = run_in(student_copy, "import json; from course import cli, registry, release, publish; "
                   "codes = [cli.main(['publish']), release.main(['elsewhere'])]; "
-                  "import inspect; default = inspect.signature(registry.recipes).parameters['package'].default; "
+                  "default = registry.default_package(); "
                   "print(json.dumps({'codes': codes, 'default': default}))", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -209,10 +209,7 @@ def synthetic_table(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_model(recipe, train_data, test_data, *, epochs: int, dataset: str, model_name: str = "model",
               batch_size: int | None = None, learning_rate: float | None = None, seed: int = 0):
-    """Trains `recipe`'s model as `course.train.fit` does and returns it with its history.
-
-    The same pieces as `fit` (`train.build`, `train.train_epoch`, `train.evaluate`), on arrays the
-    lesson already holds, without checkpoints, and returning the trained model.
+    """Trains `recipe`'s model with `course.train`'s loop on arrays the lesson holds; returns it and its history.
 
     Inputs:
     - train_data, test_data: (uint8 images (N, H, W, C), int labels (N,)).
@@ -226,13 +223,8 @@ def fit_model(recipe, train_data, test_data, *, epochs: int, dataset: str, model
 
     settings = train.Settings(model_name, dataset, epochs, batch_size or recipe.batch_size,
                               learning_rate or recipe.learning_rate, seed)
-    model, optimizer = train.build(recipe, settings, len(train_data[1]) // settings.batch_size)
-    history = []
-    for epoch in range(epochs):
-        record = {"epoch": epoch + 1}
-        record.update(train.train_epoch(recipe, model, optimizer, *train_data, settings, epoch, progress=False))
-        record.update({f"test_{name}": value for name, value in train.evaluate(recipe, model, *test_data).items()})
-        history.append(record)
+    model, history = train.train_on_arrays(recipe, settings, train_data, test_data, progress=False)
+    for record in history:
         print(train.format_record(record), flush=True)
     model.eval()
     return model, history
