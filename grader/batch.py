@@ -18,6 +18,7 @@ under names chosen by the student: only the expected week modules are copied out
 
 import argparse
 import ast
+import collections
 import csv
 import dataclasses
 import hashlib
@@ -36,7 +37,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from grader import report, runner
+from grader import cli, report, runner, sandbox
 from grader.checks import Result
 
 MAX_MODULE_BYTES = 1 * 2**20  # one week module
@@ -44,6 +45,10 @@ MAX_ZIP_BYTES = 64 * 2**20  # a submitted zip file
 MAX_UNPACKED_BYTES = 32 * 2**20  # everything a zip holds, unpacked
 MAX_ENTRIES = 2000  # files in a zip or a submission folder
 NAMES_SHOWN = 5
+NAME_CHARACTERS_SHOWN = 60
+MESSAGE_CHARACTERS_SHOWN = 300
+BATCH_FILES = {"gradebook.csv", "summary.md", "summary.json", "summary.png", "failure.txt"}  # never a folder name
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 IGNORED_NAMES = {"__init__.py", "__pycache__", "__MACOSX", ".DS_Store", "Thumbs.db"}
 LOOKS_LIKE_A_WEEK = re.compile(r"week[ _-]?(\d)", re.IGNORECASE)
 GRADED, PROBLEMS, ERROR, FAILURE = "graded", "graded with problems", "error", "grader failure"
@@ -51,11 +56,13 @@ GRADED, PROBLEMS, ERROR, FAILURE = "graded", "graded with problems", "error", "g
 
 @dataclasses.dataclass
 class Submission:
-    """One entry of SUBMISSIONS: its name in the gradebook, its path, and its folder in DIR."""
+    """One entry of SUBMISSIONS: its name in the gradebook, its path, its folder in DIR, and why it cannot
+    be graded whatever it holds (`fatal`, say another entry has the same name)."""
 
     name: str
     path: Path
     folder: str
+    fatal: str = ""
 
 
 @dataclasses.dataclass
@@ -81,20 +88,41 @@ def safe_folder_name(name: str) -> str:
 
 
 def find_submissions(root: Path) -> list[Submission]:
-    """Every visible entry of `root`, sorted by name, each with a distinct output folder name."""
+    """Every visible entry of `root`, sorted by name, each with an output folder name distinct from the others'
+    and from the batch's own files. Entries with the same name (`alice/` and `Alice.zip`) are ambiguous: each
+    gets a `fatal` reason naming the others."""
     if not root.is_dir():
         raise ValueError(f"SUBMISSIONS must be a folder holding one folder or .zip per student; {root} is not a folder")
-    found, used = [], set()
-    for path in sorted(root.iterdir(), key=lambda entry: entry.name):
-        if path.name.startswith(".") or path.name in IGNORED_NAMES:
-            continue
-        name = path.name[:-4] if path.name.lower().endswith(".zip") and path.is_file() else path.name
+    try:
+        paths = [path for path in sorted(root.iterdir(), key=lambda entry: entry.name)
+                 if not path.name.startswith(".") and path.name not in IGNORED_NAMES]
+    except OSError as error:
+        raise ValueError(f"cannot list the submissions in {root}: {error}") from error
+    names = {path: submission_name(path) for path in paths}
+    namesakes = collections.defaultdict(list)
+    for path, name in names.items():
+        namesakes[name.lower()].append(path)
+    found, used = [], set(BATCH_FILES)
+    for path, name in names.items():
         folder = safe_folder_name(name)
         while folder.lower() in used:
             folder += "_"
         used.add(folder.lower())
-        found.append(Submission(name, path, folder))
+        others = [_entry_name(other) for other in namesakes[name.lower()] if other != path]
+        fatal = (f"{_entry_name(path)} collides with {' and '.join(others)}: both are the submission '{name}' "
+                 "(names are compared ignoring case); keep only one") if others else ""
+        found.append(Submission(name, path, folder, fatal))
     return found
+
+
+def submission_name(path: Path) -> str:
+    """The name shown in the gradebook: the entry's name without `.zip`, control characters escaped."""
+    name = path.name[:-4] if path.name.lower().endswith(".zip") and path.is_file() else path.name
+    return report.printable(name)
+
+
+def _entry_name(path: Path) -> str:
+    return report.printable(path.name) + ("/" if path.is_dir() else "")
 
 
 def _listing_of_folder(path: Path) -> dict[tuple[str, ...], tuple[str, int, object]]:
@@ -122,6 +150,7 @@ def _listing_of_folder(path: Path) -> dict[tuple[str, ...], tuple[str, int, obje
 
 
 def _listing_of_zip(archive: zipfile.ZipFile, size: int) -> dict[tuple[str, ...], tuple[str, int, object]]:
+    """{path parts: (kind, size, ZipInfo)} for the entries of a zip; raises Malformed when a file is in it twice."""
     infos = archive.infolist()
     if len(infos) > MAX_ENTRIES:
         raise Malformed(f"the zip holds {len(infos)} entries, more than {MAX_ENTRIES}")
@@ -144,6 +173,8 @@ def _listing_of_zip(archive: zipfile.ZipFile, size: int) -> dict[tuple[str, ...]
             kind = "file"
         for depth in range(1, len(parts)):
             entries.setdefault(parts[:depth], ("folder", 0, None))
+        if kind != "folder" and parts in entries and entries[parts][0] != "folder":
+            raise Malformed(f"the zip holds {_shown('/'.join(parts))} twice: which one to grade is ambiguous")
         entries[parts] = (kind, info.file_size, info)
     return entries
 
@@ -185,15 +216,28 @@ def _read(kind_size_source, archive: zipfile.ZipFile | None) -> bytes:
 
 
 def stage(submission: Submission, weeks: list[int]) -> Staged:
-    """Reads a submission's week modules for `weeks` (never raises: problems are in the result)."""
+    """Reads a submission's week modules for `weeks`. Never raises: whatever is wrong (a corrupt or truncated
+    zip, odd names, ...) is in the result, as printable one-line problems or as the reason it is `fatal`."""
+    if submission.fatal:
+        return Staged({}, [], submission.fatal)
     try:
-        return _stage(submission, weeks)
+        staged = _stage(submission, weeks)
     except Malformed as error:
-        return Staged({}, [], str(error))
-    except zipfile.BadZipFile as error:
-        return Staged({}, [], f"not a readable zip file ({error})")
-    except (OSError, RuntimeError, NotImplementedError, ValueError, EOFError) as error:
-        return Staged({}, [], f"could not be read: {type(error).__name__}: {error}")
+        staged = Staged({}, [], str(error))
+    except Exception as error:  # noqa: BLE001 - an unreadable submission costs its own row, never the batch
+        staged = Staged({}, [], _unreadable(submission, error))
+    return Staged(staged.modules, [report.printable(problem) for problem in staged.problems],
+                  report.printable(staged.fatal))
+
+
+def _unreadable(submission: Submission, error: Exception) -> str:
+    """Why reading a submission failed, e.g. "not a readable zip file (zlib.error: Error -3 ...)"."""
+    kind = type(error).__name__
+    if type(error).__module__ != "builtins":
+        kind = f"{type(error).__module__.lstrip('_')}.{kind}"  # zlib.error, lzma.LZMAError, zipfile.BadZipFile
+    is_zip = submission.path.name.lower().endswith(".zip") and not submission.path.is_dir()
+    message = str(error)[:MESSAGE_CHARACTERS_SHOWN]
+    return f"{'not a readable zip file' if is_zip else 'could not be read'} ({kind}: {message})"
 
 
 def _stage(submission: Submission, weeks: list[int]) -> Staged:
@@ -243,9 +287,9 @@ def _select(entries: dict, archive, weeks: list[int]) -> Staged:
         elif (name.lower().endswith(".py") and (match := LOOKS_LIKE_A_WEEK.search(name))
               and int(match[1]) in runner.WEEKS):
             right = f"{runner.WEEKS[int(match[1])]}.py"
-            problems.append(f"wrong file name {name!r}: week {match[1]} must be in {right}; not graded")
+            problems.append(f"wrong file name {_shown(name)!r}: week {match[1]} must be in {right}; not graded")
         else:
-            unexpected.append(name + ("/" if kind == "folder" else ""))
+            unexpected.append(_shown(name) + ("/" if kind == "folder" else ""))
     for name, week in expected.items():
         if name not in modules and not any(name in problem for problem in problems):
             problems.append(f"missing {name}: week {week} scores 0")
@@ -264,6 +308,11 @@ def _select(entries: dict, archive, weeks: list[int]) -> Staged:
         raise Malformed(f"no week module to grade in {where} (expected {', '.join(expected)})"
                         + (f"; {'; '.join(problems)}" if problems else ""))
     return Staged(modules, problems)
+
+
+def _shown(name: str) -> str:
+    """A file name as problems show it: at most NAME_CHARACTERS_SHOWN characters."""
+    return name if len(name) <= NAME_CHARACTERS_SHOWN else name[:NAME_CHARACTERS_SHOWN - 3] + "..."
 
 
 def compile_problem(name: str, content: bytes) -> str:
@@ -364,9 +413,12 @@ def gradebook_row(submission: Submission, results: dict | None, failure: str = "
 
 
 def _cell(value) -> str:
-    """A CSV cell that a spreadsheet shows as text (no formulas from submission names)."""
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    """A CSV cell that a spreadsheet shows as text: a leading quote on any text that could start a formula,
+    even after leading blanks (no formulas from submission names). Numbers are written as they are."""
+    if isinstance(value, (int, float)):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    text = str(value)
+    return "'" + text if text[:1] in FORMULA_STARTS or text.lstrip()[:1] in FORMULA_STARTS else text
 
 
 def write_gradebook(path: Path, rows: list[dict], tests: list[tuple[str, float]]) -> None:
@@ -458,6 +510,9 @@ def parser() -> argparse.ArgumentParser:
                           help="memory limit of the graded code, in GiB (default %(default)s)")
     commands.add_argument("--weeks", nargs="+", metavar="WEEK", help="weeks to grade (default: all)")
     commands.add_argument("--reference-dir", help="recorded reference evidence (instead of running the solutions)")
+    cli.add_sandbox_option(commands)
+    commands.add_argument("--allow-unsandboxed", action="store_true",
+                          help="grade even where no sandbox can run (the submitted code then runs as you)")
     commands.add_argument("--force", action="store_true", help="regrade submissions already graded")
     commands.add_argument("--quiet", action="store_true", help="no progress bar")
     return commands
@@ -484,7 +539,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = runner.Settings(week_timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
                                memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs,
                                reference_dir=Path(args.reference_dir) if args.reference_dir
-                               else runner.default_reference_dir())
+                               else runner.default_reference_dir(), sandbox=args.sandbox,
+                               protected=(Path(args.submissions).expanduser().resolve(), out.resolve()))
+    try:
+        level = runner.sandbox_level(settings)
+    except sandbox.Unavailable as error:
+        print(f"course grade-batch: {error}", file=sys.stderr)
+        return 2
+    if level == "none" and not args.allow_unsandboxed:
+        print("course grade-batch: no sandbox can run here, and without one a submission could read the solutions "
+              "and change other students' grades. Install bubblewrap (apt-get install bubblewrap), or run as root "
+              f"for the unprivileged-user sandbox ({sandbox.why_unavailable('bubblewrap')}). To grade anyway, "
+              "knowing the grades cannot be trusted, add --allow-unsandboxed.", file=sys.stderr)
+        return 2
+    print(f"course grade-batch: sandbox: {sandbox.describe(level)}", file=sys.stderr)
     try:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             folders = dict(zip(weeks, pool.map(lambda week: runner.reference_folder(week, settings), weeks)))
@@ -512,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results = grade_submission(submission, staged, weeks, settings)
         except Exception as error:  # noqa: BLE001 - a grader bug costs this row, not the batch
-            reason = f"{type(error).__name__}: {error}"
+            reason = report.printable(f"{type(error).__name__}: {error}")
             write_atomically(folder / "failure.txt", reason + "\n")
             return submission, gradebook_row(submission, None, f"the grader failed ({reason}); rerun to retry")
         results["extra_data"]["batch"]["key"] = key

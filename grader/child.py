@@ -1,15 +1,16 @@
 """The child process that imports one week module (the student's or the reference) and probes it.
 
-Started by `grader.runner` as a fresh, isolated interpreter (`python -I`) whose `sys.path` holds a
-scratch copy of the `course` and `grader` packages, the folder of the graded module, and the
-installed libraries, but not the repository (so `solutions` cannot be imported). The job arrives as
-JSON on stdin. Before the graded module is imported the child
-  * limits its address space, the size of files it writes, and core dumps (`resource`);
-  * installs an audit hook (which cannot be removed) refusing fork/exec/subprocess/kill, loading
-    native libraries, and opening the solutions or the reference evidence, and refusing writes
-    outside its scratch folder and JAX's compilation cache.
-Each probe then runs under its own time limit and writes its evidence file as soon as it finishes,
-so a later crash or exit loses only the checks not yet probed.
+Started by `grader.sandbox` behind the operating-system boundary, as a fresh isolated interpreter
+(`python -I`) whose `sys.path` holds a private copy of the `course` and `grader` packages, the folder
+of the graded module and the installed libraries, never the repository. The job arrives as JSON on
+stdin. Before the graded module is imported the child, still trusted, limits itself: address space,
+processes, file size, CPU time, no core dumps (`resource`; the limits cannot be raised again).
+Each probe then runs under its own time limit and its evidence is sent to the grader over the pipe
+`evidence_fd` as soon as it finishes, so a later crash or exit loses only the checks not yet probed.
+
+Without a sandbox (level "none", a student's own laptop) an audit hook also refuses process
+creation and writes outside the scratch folder. That is a seat belt against accidents, not a
+boundary: code in this process can switch it off, which is why instructors grade in a sandbox.
 """
 
 import importlib
@@ -69,22 +70,26 @@ def install_guard(writable: list[str], protected: list[str]) -> None:
     sys.addaudithook(hook)
 
 
-def limit_resources(memory_bytes: int, file_bytes: int) -> None:
-    for limit, value in ((resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_FSIZE, file_bytes),
-                         (resource.RLIMIT_CORE, 0)):
-        if value:
-            resource.setrlimit(limit, (value, value))
+def limit_resources(limits: dict, sandboxed: bool) -> None:
+    """Hard limits (soft = hard, so graded code cannot raise them). The process count is per user:
+    only a sandbox gives the child a user of its own, so only there is it limited."""
+    chosen = [(resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_FSIZE, limits["file_bytes"]),
+              (resource.RLIMIT_CPU, limits["cpu_seconds"]), (resource.RLIMIT_CORE, 0)]
+    if sandboxed:
+        chosen.append((resource.RLIMIT_NPROC, limits["processes"]))
+    for limit, value in chosen:
+        resource.setrlimit(limit, (value, value))
 
 
-def configure_jax(cache_dir: str | None) -> None:
+def configure_jax() -> None:
     import jax
 
-    if cache_dir:
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    # No persistent compilation cache: nothing a child writes is ever read by another run.
     # Full float32 matmuls on every backend (no TF32 on GPUs), so that tolerances are the same.
     jax.config.update("jax_default_matmul_precision", "highest")
+    # The probes run small inputs through many freshly compiled programs: compiling fast matters
+    # more than running fast (reference and submission are compiled alike, so they stay comparable).
+    jax.config.update("jax_disable_most_optimizations", True)
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -105,25 +110,28 @@ def die_with_parent(parent_pid: int | None) -> None:
 def main() -> None:
     job = json.loads(sys.stdin.read())
     sys.stdin.close()
+    channel = job["evidence_fd"]
     die_with_parent(job.get("parent_pid"))
-    limit_resources(job["memory_bytes"], job["file_bytes"])
-    configure_jax(job.get("compile_cache_dir"))
+    limit_resources(job["limits"], sandboxed=not job["guard"])
+    configure_jax()
 
-    import flax.nnx  # noqa: F401 - imported before the guard, like every library the probes use
+    import flax.nnx  # noqa: F401 - imported before the graded code, like every library the probes use
     import optax  # noqa: F401
 
     from grader import evidence, probing
 
     checks_module = importlib.import_module(job["grader_module"])
-    evidence_dir = Path(job["evidence_dir"])
     nonce = job["nonce"]
     probe_timeout = float(job["probe_timeout_s"])
+    results_of = {}
 
-    def write(name: str, results: dict, status: str = "ok", message: str = "", where: str = ""):
+    def send(name: str, results: dict, status: str = "ok", message: str = "", where: str = ""):
         record = evidence.to_evidence(results)
         record.update({evidence.STATUS: status, evidence.MESSAGE: message, evidence.WHERE: where,
                        evidence.NONCE: nonce})
-        evidence.save(evidence_dir / f"{name}.npz", {k: evidence.to_array(v, k) for k, v in record.items()})
+        arrays = {key: evidence.to_array(value, key) for key, value in record.items()}
+        results_of[name] = arrays
+        evidence.send(channel, evidence.RECORD, name, evidence.dumps(arrays))
 
     def on_alarm(signum, frame):
         raise probing.ProbeTimeout(f"ran past the grader's time limit of {probe_timeout:.0f} s for one check "
@@ -132,16 +140,17 @@ def main() -> None:
     signal.signal(signal.SIGALRM, on_alarm)
 
     def run(name: str, function, *args) -> dict | None:
+        evidence.send(channel, evidence.RUNNING, name)
         signal.setitimer(signal.ITIMER_REAL, probe_timeout)
         try:
             results = function(*args)
             signal.setitimer(signal.ITIMER_REAL, 0)
-            write(name, results)
+            send(name, results)
             return results
         except BaseException as error:  # noqa: BLE001 - graded code may raise anything
             signal.setitimer(signal.ITIMER_REAL, 0)
             failed = probing.failure(error)
-            write(name, {}, failed.status, failed.message, failed.where)
+            send(name, {}, failed.status, failed.message, failed.where)
             return None
 
     given_path = job.get("given_path")
@@ -150,7 +159,8 @@ def main() -> None:
     submission_dir = os.path.realpath(job["submission_dir"])
     probing.SUBMISSION_DIR = submission_dir
     sys.path.insert(0, submission_dir)
-    install_guard(job["writable_dirs"], job["protected_dirs"])
+    if job["guard"]:
+        install_guard([job["scratch"]], job["protected_dirs"])
 
     week = None
 
@@ -162,7 +172,6 @@ def main() -> None:
         return {"env:backend": jax.default_backend(), "env:device_count": str(jax.device_count()),
                 "env:devices": ", ".join(sorted({device.device_kind for device in jax.devices()}))}
 
-    (evidence_dir / "__running__").write_text("__module__")
     if run("__module__", import_week) is None:
         return
 
@@ -170,14 +179,13 @@ def main() -> None:
         setup = getattr(checks_module, "setup", None)
         if setup is not None and run("__setup__", setup, week) is None:
             return
-        given = evidence.load(evidence_dir / "__setup__.npz") if setup is not None else {}
+        given = results_of.get("__setup__", {}) if setup is not None else {}
 
     skip = set(job.get("skip", ()))
     for name, probe in checks_module.PROBES.items():
         if name not in skip:
-            (evidence_dir / "__running__").write_text(name)
             run(name, probe, week, given)
-    (evidence_dir / "__running__").write_text("")
+    evidence.send(channel, evidence.RUNNING, "__done__")
 
 
 if __name__ == "__main__":

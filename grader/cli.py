@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from grader import report, runner
+from grader import report, runner, sandbox
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,8 +24,15 @@ def parser() -> argparse.ArgumentParser:
                           help="memory limit of the graded code, in GiB (default %(default)s)")
     commands.add_argument("--jobs", type=int, default=runner.Settings.jobs, help="weeks graded at once")
     commands.add_argument("--reference-dir", help="recorded reference evidence (instead of running the solutions)")
+    add_sandbox_option(commands)
     commands.add_argument("--quiet", action="store_true", help="print only the total")
     return commands
+
+
+def add_sandbox_option(commands: argparse.ArgumentParser) -> None:
+    commands.add_argument("--sandbox", choices=[sandbox.AUTO, *sandbox.LEVELS], default=None,
+                          help="where the submitted code runs: auto (default, or $COURSE_SANDBOX) picks bubblewrap, "
+                               "else an unprivileged user when run as root, else none (not sandboxed)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     recorded = Path(args.reference_dir) if args.reference_dir else runner.default_reference_dir()
     settings = runner.Settings(week_timeout_s=args.timeout, memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs,
-                               reference_dir=recorded)
+                               reference_dir=recorded, sandbox=args.sandbox)
     try:
         reports = runner.grade(weeks, target, settings)
-    except runner.ReferenceError as error:
+    except sandbox.Unavailable as error:
+        print(f"course grade: {error}", file=sys.stderr)
+        return 2
+    except (runner.ReferenceError, runner.InfrastructureError) as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 3
     elapsed = time.perf_counter() - start
@@ -53,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.junit).write_text(report.junit(reports))
     if args.quiet:
         score, maximum = report.totals(reports)
-        print(f"TOTAL {score:g}/{maximum:g}")
+        unsandboxed = " (not sandboxed)" if reports and reports[0].environment.get("sandbox") == "none" else ""
+        print(f"TOTAL {score:g}/{maximum:g}{unsandboxed}")
     else:
         print(report.scorecard(reports))
-        print(f"graded {target} in {elapsed:.1f} s")
+        level = reports[0].environment.get("sandbox", "none") if reports else "none"
+        print(f"graded {target} in {elapsed:.1f} s; sandbox: {sandbox.describe(level)}")
     return 0
 
 

@@ -1,12 +1,16 @@
-"""Evidence: what a probe returns, as a flat dict of numpy arrays, saved to `.npz` without pickle.
+"""Evidence: what a probe returns, as a flat dict of numpy arrays, in `.npz` form without pickle.
 
 The child converts probe results with `to_evidence` (anything that is not a plain number, string or
-numeric array is refused, so an object whose `__eq__` always returns True cannot get through), and
-the parent reads them back with `load`, which never unpickles.
+numeric array is refused, so an object whose `__eq__` always returns True cannot get through) and
+sends each probe's record over a pipe (`send`); the parent takes them in with a `Stream`, which
+bounds every record and their sum, and parses them with `parse`, which never unpickles.
 """
 
+import io
 import json
 import os
+import re
+import threading
 import zipfile
 from pathlib import Path
 
@@ -72,18 +76,119 @@ def save(path: Path, evidence: dict[str, np.ndarray]) -> None:
 
 
 def load(path: Path, max_bytes: int = 512 * 2**20) -> dict[str, np.ndarray]:
-    """Reads evidence written by a child; refuses pickled or non-numeric arrays and huge files."""
-    with zipfile.ZipFile(path) as archive:  # checks the unpacked size too: no zip bombs
+    """Reads a recorded evidence file (the reference's); see `parse`."""
+    return parse(Path(path).read_bytes(), Path(path).name, max_bytes)
+
+
+def parse(data: bytes, name: str = "evidence", max_bytes: int = 512 * 2**20) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` record; refuses pickled or non-numeric arrays and zip bombs."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:  # the unpacked size, before anything is unpacked
         if sum(info.file_size for info in archive.infolist()) > max_bytes:
-            raise EvidenceError(f"{path.name} holds more than {max_bytes} bytes")
+            raise EvidenceError(f"{name} holds more than {max_bytes} bytes")
     evidence = {}
-    with np.load(path, allow_pickle=False) as archive:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         for key in archive.files:
             array = archive[key]
             if array.dtype.kind not in NUMERIC_KINDS + "U":
-                raise EvidenceError(f"{path.name}: {key} has dtype {array.dtype}")
+                raise EvidenceError(f"{name}: {key} has dtype {array.dtype}")
             evidence[key] = array
     return evidence
+
+
+def dumps(evidence: dict[str, np.ndarray]) -> bytes:
+    """The `.npz` bytes of an evidence record."""
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **evidence)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipe from the child to the grader: frames of MAGIC, kind, name and payload.
+
+MAGIC = b"GRADE1"
+RECORD, RUNNING = b"E", b"R"  # an evidence record; the name of the probe starting now
+NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def send(fd: int, kind: bytes, name: str, payload: bytes = b"") -> None:
+    """Writes one frame to the pipe `fd` (in the child)."""
+    encoded = name.encode()
+    frame = MAGIC + kind + bytes([len(encoded)]) + encoded + len(payload).to_bytes(8, "big") + payload
+    view = memoryview(frame)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Stream:
+    """What the grader takes from a child's pipe: records by name, the probe last started, and the
+    first problem with the stream. Every frame is checked as it arrives: a bad frame, a name that
+    is not a probe's, a record over `record_bytes` or a stream over `total_bytes` ends the intake
+    (the rest is read and dropped, so that the child never blocks)."""
+
+    def __init__(self, record_bytes: int, total_bytes: int):
+        self.record_bytes, self.total_bytes = record_bytes, total_bytes
+        self.records: dict[str, bytes] = {}
+        self.running = ""
+        self.problem = ""
+        self.received = 0
+        self._buffer = bytearray()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def read_from(self, fd: int) -> None:
+        """Reads `fd` to its end (run in a thread)."""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                if self._closed:
+                    return
+                self.received += len(chunk)
+                if self.problem:
+                    continue
+                if self.received > self.total_bytes:
+                    self._refuse(f"the child sent more than {self.total_bytes:,} bytes of evidence")
+                    continue
+                self._buffer += chunk
+                self._take_frames()
+
+    def close(self) -> None:
+        """Stops taking frames (what arrives later is ignored) and drops an unfinished one."""
+        with self._lock:
+            self._closed = True
+            self._buffer = bytearray()
+
+    def _refuse(self, reason: str) -> None:
+        self.problem = reason
+        self._buffer = bytearray()
+
+    def _take_frames(self) -> None:
+        buffer = self._buffer
+        while len(buffer) >= len(MAGIC) + 2:
+            if buffer[:len(MAGIC)] != MAGIC or buffer[len(MAGIC):len(MAGIC) + 1] not in (RECORD, RUNNING):
+                return self._refuse("the evidence stream holds bytes that are not a frame")
+            name_start = len(MAGIC) + 2
+            name_end = name_start + buffer[len(MAGIC) + 1]
+            if len(buffer) < name_end + 8:
+                return
+            name = bytes(buffer[name_start:name_end]).decode("ascii", "replace")
+            if not NAME.fullmatch(name):
+                return self._refuse(f"the evidence stream names a record {name[:40]!r}")
+            size = int.from_bytes(buffer[name_end:name_end + 8], "big")
+            if size > self.record_bytes:
+                return self._refuse(f"the record {name} is {size:,} bytes, more than {self.record_bytes:,}")
+            if len(buffer) < name_end + 8 + size:
+                return
+            kind = bytes(buffer[len(MAGIC):len(MAGIC) + 1])
+            if kind == RECORD:
+                self.records[name] = bytes(buffer[name_end + 8:name_end + 8 + size])
+            else:
+                self.running = name
+            del buffer[:name_end + 8 + size]
 
 
 def text(evidence: dict[str, np.ndarray], key: str, default: str = "") -> str:

@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import re
 import textwrap
 import xml.etree.ElementTree as ET
 from importlib import metadata
@@ -11,6 +12,21 @@ from grader.checks import Result
 from grader.runner import WeekReport
 
 VISIBILITY_NOTE = {"after_due_date": " (shown after the due date on Gradescope)"}
+# C0 and C1 control characters (ESC starts the sequences that move the cursor or clear the screen), DEL, lone
+# surrogates and U+FFFE, U+FFFF: characters a terminal acts on, or that XML 1.0 and UTF-8 cannot hold.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_UNPRINTABLE_BUT_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def printable(text: str, lines: bool = False) -> str:
+    """`text` safe to print, or to write in XML or UTF-8 JSON: every unprintable character becomes an escape
+    that shows what it was (ESC becomes the four characters `\\x1b`), newlines too unless `lines` allows them."""
+    return (_UNPRINTABLE_BUT_NEWLINES if lines else _UNPRINTABLE).sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def all_results(reports: list[WeekReport]) -> list[Result]:
@@ -23,14 +39,16 @@ def totals(reports: list[WeekReport]) -> tuple[float, float]:
 
 
 def scorecard(reports: list[WeekReport], width: int = 100) -> str:
-    """A table of every check (week, task, points, status) with the feedback for lost points."""
+    """A table of every check (week, task, points, status) with the feedback for lost points, indented, one
+    feedback line never more than one (wrapped) line of the table."""
     lines = [f"{'week':<5}{'task':<6}{'check':<46}{'points':>11}  status", "-" * width]
     for report in reports:
         for result in report.results:
             points = f"{_number(result.score)}/{_number(result.max_score)}"
             lines.append(f"{report.week:<5}{result.check.task:<6}{result.check.name[:45]:<46}{points:>11}  {result.status}")
             for line in result.feedback:
-                lines.extend(textwrap.wrap(line, width - 11, initial_indent=" " * 11, subsequent_indent=" " * 13))
+                lines.extend(textwrap.wrap(printable(line), width - 11, initial_indent=" " * 11,
+                                           subsequent_indent=" " * 13))
         week_score = sum(r.score for r in report.results)
         week_max = sum(r.max_score for r in report.results)
         lines.append(f"{'':<5}{'':<6}{'week ' + str(report.week) + ' total':<46}"
@@ -62,7 +80,9 @@ def environment(reports: list[WeekReport]) -> dict:
 
 
 def _test_output(result: Result) -> str:
-    return "\n".join([f"Task {result.check.task} ({result.check.function}): {result.status}", *result.feedback])
+    """The status and feedback of a check, one printable line each (feedback comes from the graded code)."""
+    return "\n".join([f"Task {result.check.task} ({result.check.function}): {result.status}",
+                      *map(printable, result.feedback)])
 
 
 def gradescope(reports: list[WeekReport], execution_time: float) -> dict:

@@ -14,15 +14,13 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from importlib import metadata
 from pathlib import Path
 
 from grader import evidence as ev
+from grader import sandbox
 from grader.checks import Result, judge_check
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,8 +35,6 @@ WEEKS = {
 PACKAGES_FOR_CHILD = ("course", "grader")
 RECORDED_DIR = REPO / "reference_evidence"  # recorded reference evidence of a student release (`course release`)
 MAX_RESTARTS = 2
-ENVIRONMENT_PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "JAX_PLATFORMS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
-                      "TPU_VISIBLE_CHIPS", "COURSE_DATA_DIR")
 
 
 def user_cache_dir() -> Path:
@@ -69,6 +65,8 @@ class Settings:
     # recorded reference evidence to use instead of running the solutions
     reference_dir: Path | None = dataclasses.field(default_factory=default_reference_dir)
     jobs: int = 2
+    sandbox: str | None = None  # "auto", "bubblewrap", "user" or "none"; None: $COURSE_SANDBOX, else auto
+    protected: tuple[Path, ...] = ()  # more paths the submitted code must not read
 
 
 @dataclasses.dataclass
@@ -81,6 +79,7 @@ class ChildRun:
     output: str
     seconds: float
     reasons: dict = dataclasses.field(default_factory=dict)  # why one probe's evidence is missing
+    sandbox: str = ""  # the level it ran at
 
 
 def week_number(text: str) -> int:
@@ -99,146 +98,94 @@ def checks_module(week: int):
 # One child process
 
 
+class InfrastructureError(RuntimeError):
+    """Grading could not start the child (the sandbox failed before the submitted code could run):
+    not the submission's doing, so never recorded as its result."""
+
+
+def protected_paths(settings: Settings) -> tuple[Path, ...]:
+    """What submitted code must never read: the solutions, the reference evidence, the caches, the
+    repository's history and whatever the caller adds (a batch's submissions and results)."""
+    paths = [settings.solutions_dir, REPO / "solutions", REPO / ".git", settings.cache_dir, *settings.protected]
+    if settings.reference_dir is not None:
+        paths.append(settings.reference_dir)
+    return tuple(Path(os.path.abspath(path)) for path in dict.fromkeys(paths))
+
+
+def sandbox_level(settings: Settings) -> str:
+    """The sandbox level of this grading (see `grader.sandbox`); at the user level the protected
+    paths are closed to other users first."""
+    level = sandbox.choose(settings.sandbox, protected_paths(settings))
+    if level == "user":
+        for path in sandbox.close_to_others([path for path in protected_paths(settings) if path.exists()]):
+            print(f"course grade: closed {path} to other users (unprivileged-user sandbox)", file=sys.stderr)
+    return level
+
+
 def _copy_packages(lib: Path) -> None:
     for package in PACKAGES_FOR_CHILD:
         shutil.copytree(REPO / package, lib / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def _drain(stream, keep: int, sink: dict) -> None:
-    """Reads a child's output to the end, keeping its first `keep` bytes and the last few lines."""
-    head, tail, total = bytearray(), b"", 0
-    while chunk := stream.read(65536):
-        total += len(chunk)
-        if len(head) < keep:
-            head.extend(chunk[: keep - len(head)])
-        tail = (tail + chunk)[-2048:]
-    sink.update(head=bytes(head), tail=tail, total=total)
-
-
-def run_child(week: int, module_file: Path, mode: str, settings: Settings, given: Path | None = None,
-              protected: tuple[Path, ...] = ()) -> ChildRun:
-    """Runs the week's probes on `module_file` in a fresh interpreter; `mode` is "reference" or "student"."""
+def run_child(week: int, module_file: Path, mode: str, settings: Settings, given: Path | None = None) -> ChildRun:
+    """Runs the week's probes on `module_file` in a sandboxed child; `mode` is "reference" or "student"."""
     start = time.perf_counter()
-    run_dir = Path(tempfile.mkdtemp(prefix="course-grade-"))
-    try:
-        lib, submission, evidence_dir, scratch = (run_dir / name for name in ("lib", "submission", "evidence", "tmp"))
-        for folder in (submission, evidence_dir, scratch):
-            folder.mkdir()
-        _copy_packages(lib)
-        shutil.copyfile(module_file, submission / f"{WEEKS[week]}.py")
+    level = sandbox_level(settings)
+    limits = sandbox.Limits(memory_bytes=settings.memory_bytes, file_bytes=settings.file_bytes,
+                            cpu_seconds=int(settings.week_timeout_s * (os.cpu_count() or 1)) + 60,
+                            output_bytes=settings.output_bytes)
+    with sandbox.Workspace(level) as folders:
+        _copy_packages(folders.lib)
+        shutil.copyfile(module_file, folders.submission / f"{WEEKS[week]}.py")
         if given is not None:
-            given = Path(shutil.copyfile(given, run_dir / "given.npz"))
-        compile_cache = settings.cache_dir / "jax-compilation"
-        compile_cache.mkdir(parents=True, exist_ok=True)
+            folders.given = Path(shutil.copyfile(given, folders.root / "given.npz"))
         nonce = secrets.token_hex(16)
-        job = {
-            "mode": mode,
-            "parent_pid": os.getpid(),
-            "week_module": WEEKS[week],
-            "grader_module": f"grader.{WEEKS[week]}",
-            "submission_dir": str(submission),
-            "evidence_dir": str(evidence_dir),
-            "given_path": str(given) if given else None,
-            "nonce": nonce,
-            "probe_timeout_s": settings.probe_timeout_s,
-            "memory_bytes": settings.memory_bytes,
-            "file_bytes": settings.file_bytes,
-            "compile_cache_dir": str(compile_cache),
-            "writable_dirs": [str(run_dir), str(compile_cache)],
-            "protected_dirs": [str(path) for path in protected],
-        }
+        job = {"mode": mode, "week_module": WEEKS[week], "grader_module": f"grader.{WEEKS[week]}", "nonce": nonce,
+               "probe_timeout_s": settings.probe_timeout_s,
+               "protected_dirs": [str(path) for path in protected_paths(settings)]}
         probes = ["__module__", *checks_module(week).PROBES]
-        reasons, output, exit_code, timed_out, unreadable = {}, "", None, False, []
+        evidence, reasons, rejected, output = {}, {}, [], ""
         # A probe that kills the process loses only its own checks: the child is started again
         # for the probes after it (at most MAX_RESTARTS times, within the week's time limit).
-        for _ in range(MAX_RESTARTS + 1):
+        for launch in range(MAX_RESTARTS + 1):
             remaining = settings.week_timeout_s - (time.perf_counter() - start)
-            job["skip"] = sorted(set(_collect(evidence_dir, nonce)[0]) | set(reasons))
-            exit_code, timed_out, text = _launch(job, lib, scratch, run_dir, settings, max(remaining, 1.0))
-            output += text
-            evidence, unreadable = _collect(evidence_dir, nonce)
-            running = _read_start(evidence_dir / "__running__")
-            if timed_out or not running or running in evidence or running == "__module__":
+            job["skip"] = sorted(set(evidence) | set(reasons))
+            outcome = sandbox.run(level, job, folders, limits, max(remaining, 1.0))
+            output += outcome.output
+            if launch == 0 and not outcome.stream.running and not outcome.timed_out:
+                raise InfrastructureError(f"the {level} sandbox did not start the grading child (exit code "
+                                          f"{outcome.exit_code}): {outcome.output.strip()[-500:]}")
+            found, problems = _accept(outcome.stream, nonce)
+            evidence.update(found)
+            rejected += problems
+            running = outcome.stream.running
+            if outcome.timed_out or running in evidence or running in ("", "__module__", "__done__"):
                 break
-            reasons[running] = (f"not graded: the grading process ended during this check (exit code {exit_code}); "
-                                "did your code call os._exit, exhaust the memory or crash?")
+            reasons[running] = (f"not graded: the grader refused this check's output: {outcome.stream.problem}"
+                                if outcome.stream.problem else
+                                f"not graded: the grading process ended during this check (exit code "
+                                f"{outcome.exit_code}); did your code call os._exit, exhaust the memory or crash?")
             if all(probe in evidence or probe in reasons for probe in probes):
                 break
-        reason = _missing_reason(timed_out, exit_code, settings, unreadable, output)
-        return ChildRun(evidence, reason, exit_code, output[: settings.output_bytes * 2], time.perf_counter() - start,
-                        reasons)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        reason = _missing_reason(outcome.timed_out, outcome.exit_code, settings, rejected, output)
+        return ChildRun(evidence, reason, outcome.exit_code, output[: settings.output_bytes * 2],
+                        time.perf_counter() - start, reasons, level)
 
 
-def _read_start(path: Path, size: int = 200) -> str:
-    """The first `size` characters of a small text file the child writes, or ""."""
-    try:
-        with open(path, errors="replace") as file:
-            return file.read(size)
-    except OSError:
-        return ""
-
-
-def _launch(job: dict, lib: Path, scratch: Path, run_dir: Path, settings: Settings, timeout: float):
-    """Starts one child with `job` on stdin; returns (exit code, timed out, kept output)."""
-    env = {name: os.environ[name] for name in ENVIRONMENT_PASSED if name in os.environ}
-    env.update(TMPDIR=str(scratch), PYTHONHASHSEED="0")
-    boot = f"import sys; sys.path.insert(0, {str(lib)!r}); import grader.child; grader.child.main()"
-    process = subprocess.Popen(
-        [sys.executable, "-I", "-c", boot], cwd=scratch, env=env, start_new_session=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    output = {}
-    reader = threading.Thread(target=_drain, args=(process.stdout, settings.output_bytes, output), daemon=True)
-    reader.start()
-    timed_out = False
-    try:
-        process.stdin.write(json.dumps(job).encode())
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    _kill_group(process)
-    process.wait()
-    reader.join(timeout=5)
-    return process.returncode, timed_out, _output_text(output)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _collect(evidence_dir: Path, nonce: str) -> tuple[dict[str, dict], list[str]]:
-    found, unreadable = {}, []
-    for path in sorted(evidence_dir.glob("*.npz")):
-        if path.name.endswith(".partial.npz"):
-            continue
+def _accept(stream: ev.Stream, nonce: str) -> tuple[dict[str, dict], list[str]]:
+    """The stream's records that parse as evidence of this run, and why any other was rejected."""
+    found, rejected = {}, [stream.problem] if stream.problem else []
+    for name, data in stream.records.items():
         try:
-            record = ev.load(path)
-        except Exception as error:  # noqa: BLE001 - a forged or truncated file is simply not evidence
-            unreadable.append(f"{path.stem}: {error}")
+            record = ev.parse(data, name)
+        except Exception as error:  # noqa: BLE001 - a forged or truncated record is simply not evidence
+            rejected.append(f"{name}: {type(error).__name__}: {error}"[:300])
             continue
         if ev.text(record, ev.NONCE) != nonce:
-            unreadable.append(f"{path.stem}: not written by the grader")
+            rejected.append(f"{name}: not written by the grader")
             continue
-        found[path.stem] = record
-    return found, unreadable
-
-
-def _output_text(output: dict) -> str:
-    head = output.get("head", b"").decode("utf-8", "replace")
-    total = output.get("total", 0)
-    if total > len(output.get("head", b"")):
-        head += f"\n[... {total:,} bytes of output in all; the rest is not kept ...]\n"
-        head += output.get("tail", b"").decode("utf-8", "replace")[-1000:]
-    return head
+        found[name] = record
+    return found, rejected
 
 
 def _missing_reason(timed_out: bool, exit_code: int | None, settings: Settings, unreadable, text: str) -> str:
@@ -351,11 +298,8 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
         reason = f"not graded: there is no {module_file.name} in {target}"
         run = ChildRun({}, reason, None, "", 0.0)
     else:
-        protected = (settings.solutions_dir, settings.cache_dir / "reference")
-        if settings.reference_dir is not None:
-            protected += (settings.reference_dir,)
         given = folder / "__setup__.npz"
-        run = run_child(week, module_file, "student", settings, given if given.exists() else None, protected)
+        run = run_child(week, module_file, "student", settings, given if given.exists() else None)
     module_record = run.evidence.get("__module__")
     missing_reason = run.missing_reason
     if module_record is not None and ev.text(module_record, ev.STATUS) != "ok":
@@ -369,6 +313,7 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
     ]
     environment = {key[4:]: ev.text(record, key) for record in [expected.get("__module__", {})]
                    for key in record if key.startswith("env:")}
+    environment["sandbox"] = run.sandbox or sandbox_level(settings)
     return WeekReport(week, results, time.perf_counter() - start, run.output, environment)
 
 
@@ -386,4 +331,11 @@ def grade(weeks: list[int], target: Path, settings: Settings) -> list[WeekReport
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:
-        return list(pool.map(lambda week: grade_week(week, target, settings), weeks))
+        futures = {week: pool.submit(grade_week, week, target, settings) for week in slowest_first(weeks)}
+        return [futures[week].result() for week in sorted(weeks)]
+
+
+def slowest_first(weeks: list[int]) -> list[int]:
+    """The order to start grading in: later weeks have bigger models and take longer, and starting
+    them first keeps every worker busy to the end."""
+    return sorted(weeks, reverse=True)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -218,3 +219,139 @@ def test_bad_usage(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["a b", "../x", ".hidden", "ünïcode"])
 def test_output_folders_are_safe_names(tmp_path, name):
     assert "/" not in batch.safe_folder_name(name) and not batch.safe_folder_name(name).startswith(".")
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging odd and corrupt submissions (nothing is graded)
+
+
+def zip_with_corrupt_module(path: Path, method: int) -> Path:
+    """A zip of the solution whose week module's compressed data is overwritten with 0xff bytes, past the
+    first 9 (the LZMA header) so that each method's decompressor, not the zip's own checks, fails first."""
+    with zipfile.ZipFile(path, "w", method) as archive:
+        archive.writestr(MODULE, SOLUTION)
+        archive.writestr("notes.txt", "mine")
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(MODULE)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + 9:start + info.compress_size] = b"\xff" * (info.compress_size - 9)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("method, reason", [
+    (zipfile.ZIP_STORED, "not a readable zip file (zipfile.BadZipFile: Bad CRC-32 for file 'week1_regression.py')"),
+    (zipfile.ZIP_DEFLATED, "not a readable zip file (zlib.error: Error -3 while decompressing data: "),
+    (zipfile.ZIP_LZMA, "not a readable zip file (lzma.LZMAError: Corrupt input data)"),
+    (zipfile.ZIP_BZIP2, "not a readable zip file (OSError: Invalid data stream)"),
+])
+def test_a_corrupt_zip_gets_an_error_row_whatever_its_compression(tmp_path, method, reason):
+    path = zip_with_corrupt_module(tmp_path / "corrupt.zip", method)
+    staged = batch.stage(batch.Submission("corrupt", path, "corrupt"), [1])
+    assert (staged.modules, staged.problems) == ({}, [])
+    assert staged.fatal.startswith(reason) and staged.fatal.endswith(")") and "\n" not in staged.fatal
+
+
+def test_a_truncated_or_ambiguous_zip_gets_an_error_row(tmp_path):
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MODULE, SOLUTION)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert batch.stage(batch.Submission("truncated", truncated, "truncated"), [1]).fatal == (
+        "not a readable zip file (zipfile.BadZipFile: File is not a zip file)")
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as archive:
+        archive.writestr(f"student/{MODULE}", SOLUTION)
+        archive.writestr(f"student\\{MODULE}", "x = 1\n")  # the same path, written the Windows way
+    assert batch.stage(batch.Submission("twice", twice, "twice"), [1]).fatal == (
+        "the zip holds student/week1_regression.py twice: which one to grade is ambiguous")
+
+
+def test_odd_names_in_a_zip_are_escaped_shortened_or_explained(tmp_path):
+    odd = tmp_path / "odd.zip"
+    with zipfile.ZipFile(odd, "w") as archive:
+        archive.writestr(MODULE, SOLUTION)
+        archive.writestr("notes\x1b[2J\nTOTAL\t.txt", "x")
+        archive.writestr("L" * 1000, "x")
+    staged = batch.stage(batch.Submission("odd", odd, "odd"), [1])
+    assert set(staged.modules) == {MODULE} and staged.fatal == ""
+    assert staged.problems == ["ignored files that are not week modules: " + "L" * 57 + "..., "
+                               "notes\\x1b[2J\\x0aTOTAL\\x09.txt"]
+    not_utf8 = tmp_path / "not_utf8.zip"
+    with zipfile.ZipFile(not_utf8, "w") as archive:
+        archive.writestr(MODULE, SOLUTION)
+        archive.writestr("éé.txt", "x")  # a UTF-8 name: the zip flags its names as UTF-8
+    not_utf8.write_bytes(not_utf8.read_bytes().replace("éé".encode(), b"\xff\xfe\x1b\n"))
+    assert batch.stage(batch.Submission("not_utf8", not_utf8, "not_utf8"), [1]).fatal == (
+        "not a readable zip file (UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: "
+        "invalid start byte)")
+
+
+def test_odd_submission_and_file_names_are_escaped(tmp_path):
+    raw_name = "evil\x1b[2J\nTOTAL\t" + os.fsdecode(b"\xff")
+    (tmp_path / raw_name).mkdir()
+    (tmp_path / raw_name / MODULE).write_text(SOLUTION)
+    (tmp_path / raw_name / os.fsdecode(b"\x9b\xfe\r.txt")).write_text("x")
+    [submission] = batch.find_submissions(tmp_path)
+    assert submission.name == "evil\\x1b[2J\\x0aTOTAL\\x09\\udcff" and submission.fatal == ""
+    assert submission.folder == "evil_x1b_2J_x0aTOTAL_x09_udcff"
+    staged = batch.stage(submission, [1])
+    assert set(staged.modules) == {MODULE}
+    assert staged.problems == ["ignored files that are not week modules: \\udc9b\\udcfe\\x0d.txt"]
+
+
+def test_any_error_while_staging_costs_only_that_submission(tmp_path, monkeypatch):
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / MODULE).write_text(SOLUTION)
+
+    def grader_bug(name, content):
+        raise TypeError("line\nbreak")
+
+    monkeypatch.setattr(batch, "compile_problem", grader_bug)
+    assert batch.stage(batch.Submission("alice", tmp_path / "alice", "alice"), [1]).fatal == (
+        "could not be read (TypeError: line\\x0abreak)")
+
+
+def test_a_folder_and_a_zip_of_the_same_name_are_both_ambiguous(tmp_path):
+    for name in ("alice", "bob"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MODULE).write_text(SOLUTION)
+    for name in ("Alice.zip", "carol.zip"):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            archive.writestr(MODULE, SOLUTION)
+    found = {submission.path.name: submission for submission in batch.find_submissions(tmp_path)}
+    assert {name: submission.folder for name, submission in found.items()} == {
+        "Alice.zip": "Alice", "alice": "alice_", "bob": "bob", "carol.zip": "carol"}
+    assert found["Alice.zip"].fatal == ("Alice.zip collides with alice/: both are the submission 'Alice' "
+                                        "(names are compared ignoring case); keep only one")
+    assert found["alice"].fatal == ("alice/ collides with Alice.zip: both are the submission 'alice' "
+                                    "(names are compared ignoring case); keep only one")
+    staged = batch.stage(found["alice"], [1])
+    assert (staged.modules, staged.fatal) == ({}, found["alice"].fatal)
+    assert found["bob"].fatal == found["carol.zip"].fatal == ""
+    assert set(batch.stage(found["carol.zip"], [1]).modules) == {MODULE}
+
+
+def test_submissions_named_like_the_batch_files_get_other_folders(tmp_path):
+    for name in ("gradebook.csv.zip", "summary.png.zip", "Summary.MD.zip", "summary.json.zip", "failure.txt.zip"):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            archive.writestr(MODULE, SOLUTION)
+    (tmp_path / "summary.md_").mkdir()
+    (tmp_path / "summary.md_" / MODULE).write_text(SOLUTION)
+    found = batch.find_submissions(tmp_path)
+    assert {submission.name: submission.folder for submission in found} == {
+        "Summary.MD": "Summary.MD_", "failure.txt": "failure.txt_", "gradebook.csv": "gradebook.csv_",
+        "summary.json": "summary.json_", "summary.md_": "summary.md__", "summary.png": "summary.png_"}
+    assert all(set(batch.stage(submission, [1]).modules) == {MODULE} for submission in found)
+
+
+@pytest.mark.parametrize("value, cell", [
+    ("=1+1", "'=1+1"), ("\t=1+1", "'\t=1+1"), ("\r=1+1", "'\r=1+1"), ("  =1+1", "'  =1+1"), (" @SUM(A1)", "' @SUM(A1)"),
+    ("-1", "'-1"), ("\tplain", "'\tplain"), ("alice", "alice"), (" alice", " alice"), (-0.5, "-0.5"), (23.0, "23"),
+    (3, "3"),
+])
+def test_gradebook_cells_that_could_start_a_formula_are_quoted(value, cell):
+    assert batch._cell(value) == cell

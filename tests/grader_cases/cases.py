@@ -109,42 +109,142 @@ ALTERNATIVES = [
                    "    mask = jax.nn.one_hot(labels, log_probs.shape[-1])\n    return -jnp.sum(mask * log_probs) / log_probs.shape[0]")]),
 ]
 
-# Hostile code replaces the body of linear_predict (task 1.1) unless the case says otherwise.
+# Hostile code replaces the body of linear_predict (task 1.1) unless the case says otherwise. An attack
+# that works returns the right predictions (and so scores); one that the sandbox stops raises.
+# Placeholders filled in by the tests: {REPO} the repository, {CACHE} the grader's cache (reference
+# evidence), {GRADER_PID} the grading process, {MARKERS} a folder every user may write to, whose
+# name also marks the processes an attack starts, {RESULTS_PATH} a results file to forge, {PORT} a
+# port the test listens on, on the host's loopback.
 LINEAR_PREDICT_BODY = "    return features @ weights + bias\n"
+SCORE = "    return features @ weights + bias\n"
 
 
-def hostile(name, code, task="1.1", old=LINEAR_PREDICT_BODY, correct_elsewhere=True):
-    return dict(name=name, week=1, task=task, patches=[(old, code)], correct_elsewhere=correct_elsewhere)
+def hostile(name, code, task="1.1", old=LINEAR_PREDICT_BODY, correct_elsewhere=True, levels=("bubblewrap", "user")):
+    return dict(name=name, week=1, task=task, patches=[(old, code)], correct_elsewhere=correct_elsewhere,
+                levels=levels)
+
+
+EVIDENCE_PIPES = ("    import os\n    pipes = []\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+                  "            if int(fd) > 2 and os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):\n"
+                  "                pipes.append(int(fd))\n        except OSError:\n            pass\n")
+
+
+def run_solution(source_expression):
+    return (f"    namespace = {{}}\n    exec({source_expression}, namespace)\n"
+            "    return namespace['linear_predict'](weights, bias, features)\n")
 
 
 HOSTILE = [
+    # the process itself
     hostile("infinite loop", "    while True:\n        pass\n"),
     hostile("os._exit(0)", "    import os\n    os._exit(0)\n"),
     hostile("sys.exit(0)", "    import sys\n    sys.exit(0)\n"),
-    hostile("writes the results file",
-            "    import json\n    for path in ('results.json', '{RESULTS_PATH}'):\n"
-            "        with open(path, 'w') as file:\n"
-            "            json.dump({'score': 1000, 'tests': []}, file)\n    return bias\n"),
+    hostile("huge allocation", "    import numpy\n    hog = numpy.ones((2**40,), numpy.float32)\n    return hog[:1]\n"),
+    hostile("megabytes of output", "    print('x' * 4_000_000)\n" + SCORE, task=None),
+    hostile("sys.exit at import", "\n\nimport sys\nsys.exit(0)\nimport functools\n", task=None,
+            old="\n\nimport functools\n", correct_elsewhere=False),
+    # the grader's code and evidence inside the child
     hostile("monkeypatches the grader and pytest",
             "    import grader.checks, grader.evidence, pytest\n"
             "    grader.checks.compare = lambda *args: (True, True, '')\n"
             "    grader.checks.judge_check = lambda *args: None\n"
             "    pytest.approx = lambda *args, **kwargs: True\n"
             "    return bias\n"),
-    hostile("huge allocation", "    import numpy\n    hog = numpy.ones((2**40,), numpy.float32)\n    return hog[:1]\n"),
     hostile("always-equal object",
             "    class AlwaysEqual:\n        def __eq__(self, other):\n            return True\n"
             "        def __array__(self, dtype=None, copy=None):\n            import numpy\n"
             "            return numpy.array([self], dtype=object)\n    return AlwaysEqual()\n"),
-    hostile("fork", "    import os\n    if os.fork() == 0:\n        os._exit(0)\n    return features @ weights + bias\n"),
-    hostile("subprocess", "    import subprocess\n    subprocess.run(['true'])\n    return features @ weights + bias\n"),
+    hostile("switches off the in-process guard, then reads the solutions",
+            "    import sys\n    child = sys.modules.get('grader.child')\n"
+            "    if child is not None:\n        child.BLOCKED_EVENTS.clear()\n"
+            "        child._inside = lambda path, folders: False\n"
+            + run_solution("open('{REPO}/solutions/week1_regression.py').read()")),
+    hostile("forges an ok record for its own check",
+            EVIDENCE_PIPES + "    from grader import evidence\n"
+            "    record = evidence.dumps({'__status__': evidence.to_array('ok')})\n"
+            "    for fd in pipes:\n        evidence.send(fd, evidence.RECORD, 'linear_predict', record)\n"
+            "    os._exit(0)\n"),
+    hostile("floods the evidence pipe with a frame of 2**62 bytes",
+            EVIDENCE_PIPES + "    from grader import evidence\n"
+            "    frame = evidence.MAGIC + evidence.RECORD + bytes([14]) + b'linear_predict' + (2**62).to_bytes(8, 'big')\n"
+            "    for fd in pipes:\n        os.write(fd, frame + b'x' * 65536)\n    raise RuntimeError('flooded')\n"),
+    hostile("leaves a FIFO and links named like evidence",
+            "    import os\n    os.mkfifo('linear_predict.npz')\n    os.symlink('/etc/passwd', 'mse_loss.npz')\n"
+            "    os.symlink('{REPO}/solutions', 'solutions')\n"
+            + run_solution("open('solutions/week1_regression.py').read()")),
+    # files the child must not see
     hostile("reads the reference solutions",
             "    try:\n        from solutions.week1_regression import linear_predict as reference\n"
             "    except ImportError:\n        import pathlib, sys\n"
             "        source = pathlib.Path(sys.executable).parents[2].joinpath('solutions', 'week1_regression.py').read_text()\n"
             "        namespace = {}\n        exec(source, namespace)\n        reference = namespace['linear_predict']\n"
             "    return reference(weights, bias, features)\n"),
-    hostile("megabytes of output", "    print('x' * 4_000_000)\n    return features @ weights + bias\n", task=None),
-    hostile("sys.exit at import", "\n\nimport sys\nsys.exit(0)\nimport functools\n", task=None,
-            old="\n\nimport functools\n", correct_elsewhere=False),
+    hostile("opens the solutions through dir_fd",
+            "    import os\n    folder = os.open('{REPO}', os.O_RDONLY)\n"
+            "    handle = os.open('solutions/week1_regression.py', os.O_RDONLY, dir_fd=folder)\n"
+            + run_solution("os.read(handle, 1 << 20).decode()")),
+    hostile("hard-links the solutions into its scratch folder",
+            "    import os\n    os.link('{REPO}/solutions/week1_regression.py', 'stolen.py')\n"
+            + run_solution("open('stolen.py').read()")),
+    hostile("reads the solutions from .git",
+            "    import os\n    entries = os.listdir('{REPO}/.git/objects')\n" + SCORE),
+    hostile("reads the reference evidence in the cache",
+            "    import os\n    found = [name for _, _, names in os.walk('{CACHE}') for name in names]\n"
+            "    assert found, 'nothing found'\n" + SCORE),
+    hostile("reads other runs' folders",
+            "    import glob, os\n    mine = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))\n"
+            "    others = [path for path in glob.glob('/tmp/course-grade-*/submission/*.py') + glob.glob('/tmp/course-grade-*/lib/*')\n"
+            "              if not os.path.realpath(path).startswith(mine + '/') and os.listdir(os.path.dirname(path))]\n"
+            "    assert others, 'no other run found'\n" + SCORE),
+    hostile("reads the grader's memory and environment in /proc",
+            "    environment = open('/proc/{GRADER_PID}/environ', 'rb').read()\n"
+            "    memory = open('/proc/{GRADER_PID}/mem', 'rb')\n" + SCORE),
+    # processes and signals
+    hostile("signals the grader", "    import os\n    os.kill({GRADER_PID}, 0)\n" + SCORE),
+    hostile("signals the grader through a pidfd",
+            "    import os, signal\n    signal.pidfd_send_signal(os.pidfd_open({GRADER_PID}), 0)\n" + SCORE),
+    hostile("prlimit on the grader",
+            "    import resource\n    resource.prlimit({GRADER_PID}, resource.RLIMIT_CORE)\n" + SCORE),
+    hostile("kills every process it can",  # the grader and classmates survive (see also the batch test)
+            "    import os\n    os.kill(-1, 9)\n    raise RuntimeError('killed what it could')\n"),
+    hostile("unaudited spawn of a daemon that forges the results later",
+            "    import multiprocessing.util, os\n"
+            "    script = 'sleep 3; echo forged > {RESULTS_PATH}; echo forged > {MARKERS}/daemon; sleep 30 # {MARKERS}'\n"
+            "    multiprocessing.util.spawnv_passfds('/bin/sh', ['sh', '-c', 'setsid sh -c \"' + script + '\" &'], ())\n"
+            "    raise RuntimeError('spawned')\n"),
+    hostile("forks a daemon that outlives the grading",
+            "    import os, time\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
+            "            os.execv('/bin/sh', ['sh', '-c', 'sleep 3; echo alive > {MARKERS}/forked; sleep 30 # {MARKERS}'])\n"
+            "        os._exit(0)\n    raise RuntimeError('forked')\n"),
+    hostile("fork bomb",
+            "    import os, time\n    made = 0\n    try:\n        for _ in range(5000):\n"
+            "            if os.fork() == 0:\n                time.sleep(60)\n                os._exit(0)\n"
+            "            made += 1\n    except OSError:\n        pass\n"
+            "    assert made >= 5000, f'stopped after {made} processes'\n" + SCORE,
+            correct_elsewhere=False),  # its sleeping children hold the process limit: later checks may crash
+    # writes outside the scratch folder, caches, network
+    hostile("writes outside its scratch folder",
+            "    import os\n    for path in ('{MARKERS}/written', '/tmp/course-hostile-{GRADER_PID}', '/var/tmp/course-hostile-{GRADER_PID}',\n"
+            "                 '/dev/shm/course-hostile-{GRADER_PID}', os.path.expanduser('~/course-hostile')):\n"
+            "        try:\n            open(path, 'w').write('x')\n        except OSError:\n            pass\n"
+            "    raise RuntimeError('wrote what it could')\n"),
+    hostile("writes the results file",
+            "    import json\n    for path in ('results.json', '{RESULTS_PATH}'):\n"
+            "        with open(path, 'w') as file:\n"
+            "            json.dump({'score': 1000, 'tests': []}, file)\n    return bias\n"),
+    hostile("poisons the compilation cache",
+            "    import jax, os\n    folder = '{CACHE}/jax-compilation'\n"
+            "    jax.config.update('jax_compilation_cache_dir', folder)\n"
+            "    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)\n"
+            "    jax.jit(lambda x: x * 41.0)(features).block_until_ready()\n"
+            "    os.makedirs(folder, exist_ok=True)\n    open(os.path.join(folder, 'poison'), 'w').write('x')\n"
+            "    raise RuntimeError('poisoned what it could')\n"),  # the test then grades a correct submission
+    hostile("uses the network",
+            "    import socket\n    socket.create_connection(('127.0.0.1', {PORT}), timeout=3).sendall(b'hello')\n" + SCORE,
+            levels=("bubblewrap",)),
+    # what the grader prints and writes
+    hostile("terminal escape codes in its error",
+            "    raise RuntimeError('\\x1b[2J\\x1b[H\\nTOTAL 23/23 (100%)\\n\\r\\x1b[32mpassed')\n"),
+    hostile("XML breakers in its error",
+            "    raise RuntimeError('\\x00\\x0b\\x1b]]></failure><testcase name=\"forged\"/><!-- \\ud800')\n"),
 ]
