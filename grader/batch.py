@@ -37,7 +37,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from grader import cli, report, runner, sandbox
+from grader import cli, report, runner, sandbox, session
 from grader.checks import Result
 
 MAX_MODULE_BYTES = 1 * 2**20  # one week module
@@ -367,7 +367,7 @@ def grade_submission(submission: Submission, staged: Staged, weeks: list[int], s
         with tempfile.TemporaryDirectory(prefix="course-batch-") as folder:
             for name, content in staged.modules.items():
                 Path(folder, name).write_bytes(content)
-            reports = runner.grade(weeks, Path(folder), dataclasses.replace(settings, jobs=1))
+            reports = session.grade(weeks, Path(folder), dataclasses.replace(settings, jobs=1), in_process=False)
         status = PROBLEMS if staged.problems else GRADED
     results = report.gradescope(reports, time.perf_counter() - start)
     results["extra_data"]["batch"] = {"submission": submission.name, "status": status,
@@ -502,15 +502,8 @@ def parser() -> argparse.ArgumentParser:
     commands.add_argument("submissions", metavar="SUBMISSIONS", help="folder holding one folder or .zip per student")
     commands.add_argument("--out", required=True, metavar="DIR", help="where results, gradebook.csv and the summary go")
     commands.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default %(default)s)")
-    commands.add_argument("--timeout", type=float, default=runner.Settings.week_timeout_s,
-                          help="seconds allowed per week of a submission (default %(default)s)")
-    commands.add_argument("--probe-timeout", type=float, default=runner.Settings.probe_timeout_s,
-                          help="seconds allowed per check (default %(default)s)")
-    commands.add_argument("--memory-gb", type=float, default=runner.Settings.memory_bytes / 2**30,
-                          help="memory limit of the graded code, in GiB (default %(default)s)")
+    cli.add_grading_options(commands.add_argument)
     commands.add_argument("--weeks", nargs="+", metavar="WEEK", help="weeks to grade (default: all)")
-    commands.add_argument("--reference-dir", help="recorded reference evidence (instead of running the solutions)")
-    cli.add_sandbox_option(commands)
     commands.add_argument("--allow-unsandboxed", action="store_true",
                           help="grade even where no sandbox can run (the submitted code then runs as you)")
     commands.add_argument("--force", action="store_true", help="regrade submissions already graded")

@@ -1,11 +1,13 @@
-"""`course grade [WEEK ...] [--target exercises|solutions|PATH] [--json FILE] [--junit FILE]`."""
+"""`course grade [WEEK ...] [--target exercises|solutions|PATH] [--json FILE] [--junit FILE]`.
+
+The same checks as `python -m pytest grader` (it runs that pytest session), printed as a scorecard."""
 
 import argparse
 import sys
 import time
 from pathlib import Path
 
-from grader import report, runner, sandbox
+from grader import report, runner, sandbox, session
 
 
 def parser() -> argparse.ArgumentParser:
@@ -18,25 +20,30 @@ def parser() -> argparse.ArgumentParser:
                           help="'exercises' (default), 'solutions', or a folder holding week modules")
     commands.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
     commands.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
-    commands.add_argument("--timeout", type=float, default=runner.Settings.week_timeout_s,
-                          help="seconds allowed per week (default %(default)s)")
-    commands.add_argument("--memory-gb", type=float, default=runner.Settings.memory_bytes / 2**30,
-                          help="memory limit of the graded code, in GiB (default %(default)s)")
     commands.add_argument("--jobs", type=int, default=runner.Settings.jobs, help="weeks graded at once")
-    commands.add_argument("--reference-dir", help="recorded reference evidence (instead of running the solutions)")
-    add_sandbox_option(commands)
+    add_grading_options(commands.add_argument)
     commands.add_argument("--quiet", action="store_true", help="print only the total")
     return commands
 
 
-def add_sandbox_option(commands: argparse.ArgumentParser) -> None:
-    commands.add_argument("--sandbox", choices=[sandbox.AUTO, *sandbox.LEVELS], default=None,
-                          help="where the submitted code runs: auto (default, or $COURSE_SANDBOX) picks bubblewrap, "
-                               "else an unprivileged user when run as root, else none (not sandboxed)")
+def add_grading_options(add, timeout_flag: str = "--timeout") -> None:
+    """The limits, the reference and the sandbox of a grading, for `course grade`, `grade-batch` and the
+    grader's pytest options; `add` is `ArgumentParser.add_argument` or pytest's `addoption`."""
+    add(timeout_flag, type=float, default=runner.Settings.week_timeout_s,
+        help="seconds allowed per week (default %(default)s)")
+    add("--probe-timeout", type=float, default=runner.Settings.probe_timeout_s,
+        help="seconds allowed per check (default %(default)s)")
+    add("--memory-gb", type=float, default=runner.Settings.memory_bytes / 2**30,
+        help="memory limit of the graded code, in GiB (default %(default)s)")
+    add("--reference-dir", default=None, help="recorded reference evidence (instead of running the solutions)")
+    add("--sandbox", choices=[sandbox.AUTO, *sandbox.LEVELS], default=None,
+        help="where the submitted code runs: auto (default, or $COURSE_SANDBOX) picks bubblewrap, "
+             "else an unprivileged user when run as root, else none (not sandboxed)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs `course grade`; returns 0 when grading finished (whatever the score), 2 on bad usage."""
+    """Runs `course grade`: the grader's pytest session (`grader.session`) on the chosen weeks, then the
+    scorecard; returns 0 when grading finished (whatever the score), 2 on bad usage, 3 when it could not grade."""
     args = parser().parse_args(argv)
     start = time.perf_counter()
     try:
@@ -46,14 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
     recorded = Path(args.reference_dir) if args.reference_dir else runner.default_reference_dir()
-    settings = runner.Settings(week_timeout_s=args.timeout, memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs,
-                               reference_dir=recorded, sandbox=args.sandbox)
+    settings = runner.Settings(week_timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
+                               memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs, reference_dir=recorded,
+                               sandbox=args.sandbox)
     try:
-        reports = runner.grade(weeks, target, settings)
+        level = runner.sandbox_level(settings)
+        reports = session.grade(weeks, target, settings)
     except sandbox.Unavailable as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
-    except (runner.ReferenceError, runner.InfrastructureError) as error:
+    except session.SessionError as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 3
     elapsed = time.perf_counter() - start
@@ -63,11 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.junit).write_text(report.junit(reports))
     if args.quiet:
         score, maximum = report.totals(reports)
-        unsandboxed = " (not sandboxed)" if reports and reports[0].environment.get("sandbox") == "none" else ""
+        unsandboxed = " (not sandboxed)" if level == "none" else ""
         print(f"TOTAL {score:g}/{maximum:g}{unsandboxed}")
     else:
         print(report.scorecard(reports))
-        level = reports[0].environment.get("sandbox", "none") if reports else "none"
         print(f"graded {target} in {elapsed:.1f} s; sandbox: {sandbox.describe(level)}")
     return 0
 
