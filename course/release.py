@@ -142,7 +142,7 @@ def record_evidence(weeks: list[int], out: Path, jobs: int) -> dict:
     """Copies the reference evidence of `weeks` (computed from the solutions, or cached) to `out`."""
     from grader import evidence, runner
 
-    settings = runner.Settings(jobs=jobs, reference_dir=None)
+    settings = runner.Settings(jobs=jobs, reference_dir=None, public_only=True)  # no hidden check's evidence
 
     def one(week):
         return week, runner.reference_folder(week, settings), runner.fingerprint_files(week, settings)

@@ -15,6 +15,7 @@ import numpy as np
 from grader import evidence as ev
 
 VISIBILITIES = ("visible", "after_due_date", "after_published", "hidden")
+HIDDEN_PREFIX = "hidden:"  # evidence of a probe run again on the hidden inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Part:
     passed: bool
     detail: str = ""
     not_attempted: bool = False
+    hint: str = ""  # what to look at for this particular failure (else the check's own hint)
 
 
 Judge = Callable[[dict, dict], list[Part]]
@@ -43,6 +45,8 @@ class Check:
       judge: (got, expected) evidence -> parts.
       hint: what to look at when the check fails.
       visibility: Gradescope visibility; "after_due_date" hides the result until the deadline there.
+      hidden: probed on inputs drawn from the instructor's secret seed (see `grader.runner.hidden_seed`);
+        graded only where the solutions run, never from a student release's recorded evidence.
     """
 
     name: str
@@ -53,12 +57,15 @@ class Check:
     judge: Judge
     hint: str = ""
     visibility: str = "visible"
+    hidden: bool = False
 
     def __post_init__(self):
         if self.visibility not in VISIBILITIES:
             raise ValueError(f"check {self.name!r}: visibility must be one of {VISIBILITIES}")
         if self.points <= 0:
             raise ValueError(f"check {self.name!r}: points must be positive")
+        if self.hidden and (self.visibility == "visible" or not self.probe.startswith(HIDDEN_PREFIX)):
+            raise ValueError(f"check {self.name!r}: a hidden check reads a '{HIDDEN_PREFIX}' probe and is not visible")
 
 
 @dataclasses.dataclass
@@ -96,15 +103,16 @@ def judge_check(check: Check, week: int, got: dict | None, expected: dict | None
         parts = [Part("evidence", 1.0, False, f"unusable output ({type(error).__name__}: {error})")]
     total = sum(part.weight for part in parts)
     earned = sum(part.weight for part in parts if part.passed)
-    score = round(check.points * earned / total, 4) if total else 0.0
     lost = [part for part in parts if not part.passed]
+    # weight 0 is a part not judged this time; a check with nothing else to judge keeps its points
+    score = round(check.points * earned / total, 4) if total else (0.0 if lost else float(check.points))
     if not lost:
         return Result(check, week, score, "passed", [])
     if all(part.not_attempted for part in lost) and earned == 0:
         return Result(check, week, 0.0, "not attempted", [f"Task {check.task} ({check.function}): not attempted"])
     feedback = [f"{part.what}: {part.detail}" for part in lost]
-    if check.hint:
-        feedback.append(f"hint: {check.hint}")
+    hints = list(dict.fromkeys(part.hint for part in lost if part.hint)) or ([check.hint] if check.hint else [])
+    feedback += [f"hint: {hint}" for hint in hints]
     return Result(check, week, score, "partial" if score > 0 else "failed", feedback)
 
 
@@ -188,7 +196,7 @@ def _missing(got: dict, key: str, what: str, weight: float) -> Part | None:
 
 
 def same(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-         shape_weight: float = 1.0, value_weight: float = 3.0) -> Judge:
+         shape_weight: float = 1.0, value_weight: float = 3.0, hint: str = "") -> Judge:
     """Judge: the array under `key` has the reference's shape and dtype kind (one part) and values
     (another part, within `rtol` and `atol` times the expected array's largest magnitude)."""
     what = what or key
@@ -200,16 +208,16 @@ def same(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, atol:
         if missing:
             return [missing]
         shape_ok, values_ok, detail = compare(got[key], expected[key], rtol, atol)
-        parts = [Part(f"{what} (shape and dtype)", shape_weight, shape_ok, detail if not shape_ok else "")]
+        parts = [Part(f"{what} (shape and dtype)", shape_weight, shape_ok, detail if not shape_ok else "", hint=hint)]
         if value_weight:
-            parts.append(Part(f"{what} (values)", value_weight, values_ok, detail))
+            parts.append(Part(f"{what} (values)", value_weight, values_ok, detail, hint=hint))
         return parts
 
     return judge
 
 
 def values(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-           weight: float = 1.0) -> Judge:
+           weight: float = 1.0, hint: str = "") -> Judge:
     """Judge: one part, passed when the array under `key` matches the reference's in shape and values."""
     what = what or key
 
@@ -218,12 +226,50 @@ def values(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, ato
         if missing:
             return [missing]
         shape_ok, values_ok, detail = compare(got[key], expected[key], rtol, atol)
-        return [Part(what, weight, shape_ok and values_ok, detail)]
+        return [Part(what, weight, shape_ok and values_ok, detail, hint=hint)]
 
     return judge
 
 
-def flag(key: str, what: str, weight: float = 1.0, failed: str = "") -> Judge:
+def finite(key: str, what: str, weight: float = 1.0, hint: str = "") -> Judge:
+    """Judge: the array under `key` is all finite (no inf, no NaN), whatever its values."""
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        missing = _missing(got, key, what, weight)
+        if missing:
+            return [missing]
+        array = got[key]
+        ok = array.dtype.kind in "biuf" and bool(np.all(np.isfinite(array.astype(np.float64))))
+        return [Part(what, weight, ok, f"got {array!s:.80}", hint=hint)]
+
+    return judge
+
+
+def jit_agrees(jit_key: str, eager_key: str, what: str = "works under jax.jit", weight: float = 1.0,
+               hint: str = "no Python branching on array values, no numpy calls on traced arrays") -> Judge:
+    """Judge of the same call under jit: it fails only when the eager result (`eager_key`) is right
+    and the jitted one (`jit_key`) is not, so that a plain value bug costs points once, in its own
+    part. With a wrong eager result the part is not judged (weight 0: it earns nothing either); when
+    the eager call raised, there is nothing to compare and the part fails with that error."""
+
+    def judge(got: dict, expected: dict) -> list[Part]:
+        missing = _missing(got, eager_key, what, weight)
+        if missing:
+            return [missing]
+        _, eager_right, _ = compare(got[eager_key], expected[eager_key], DEFAULT_RTOL, DEFAULT_ATOL)
+        if not eager_right:  # not judged: neither lost nor earned (the eager part already lost its points)
+            return [Part(what, 0.0, True)]
+        missing = _missing(got, jit_key, what, weight)
+        if missing:
+            return [dataclasses.replace(missing, hint=hint)]
+        shape_ok, values_ok, detail = compare(got[jit_key], expected[jit_key], DEFAULT_RTOL, DEFAULT_ATOL)
+        return [Part(what, weight, shape_ok and values_ok,
+                     f"right without jit, but under jit {detail}", hint=hint)]
+
+    return judge
+
+
+def flag(key: str, what: str, weight: float = 1.0, failed: str = "", hint: str = "") -> Judge:
     """Judge: the graded code's boolean `key` equals the reference's (e.g. 'two train-mode calls differ')."""
 
     def judge(got: dict, expected: dict) -> list[Part]:
@@ -231,7 +277,7 @@ def flag(key: str, what: str, weight: float = 1.0, failed: str = "") -> Judge:
         if missing:
             return [missing]
         ok = got[key].shape == () and got[key].dtype.kind == "b" and bool(got[key]) == bool(expected[key])
-        return [Part(what, weight, ok, failed or f"expected {bool(expected[key])}, got {got[key]!s:.40}")]
+        return [Part(what, weight, ok, failed or f"expected {bool(expected[key])}, got {got[key]!s:.40}", hint=hint)]
 
     return judge
 
@@ -253,11 +299,13 @@ def _layer_label(record: dict) -> str:
     return f"{record['kind']} '{record['path']}'"
 
 
-def layers_match(key: str = "layers", *, weight_layers: float = 2.0, weight_settings: float = 2.0,
-                 weight_count: float = 1.0) -> Judge:
+def layers_match(key: str = "layers", count_key: str = "parameter_count", *, context: str = "",
+                 weight_layers: float = 2.0, weight_settings: float = 2.0, weight_count: float = 1.0) -> Judge:
     """Judge of a model's `__init__`: the same layers (kinds and number), their settings, and the
-    parameter count. Layers are matched kind by kind in definition order; names may differ, and
-    dropout may be one shared layer or one per use, as long as the rates agree."""
+    parameter count (under `count_key`). Layers are matched kind by kind in definition order; names
+    may differ, and dropout may be one shared layer or one per use, as long as the rates agree.
+    `context` (how the model was built) starts every detail."""
+    start = f"{context}: " if context else ""
 
     def judge(got: dict, expected: dict) -> list[Part]:
         missing = _missing(got, key, "model layers", weight_layers + weight_settings + weight_count)
@@ -270,7 +318,7 @@ def layers_match(key: str = "layers", *, weight_layers: float = 2.0, weight_sett
         counts = lambda kinds: {k: (len(v) if k != "Dropout" else "some") for k, v in kinds.items()}  # noqa: E731
         same_layers = counts(my_kinds) == counts(their_kinds)
         parts.append(Part("layers (kinds and number)", weight_layers, same_layers,
-                          f"expected {_count_text(their_kinds)}, got {_count_text(my_kinds)}"))
+                          f"{start}expected {_count_text(their_kinds)}, got {_count_text(my_kinds)}"))
         problems = []
         want = sorted({r["settings"]["rate"] for r in their_kinds.get("Dropout", [])})
         have = sorted({r["settings"]["rate"] for r in my_kinds.get("Dropout", [])})
@@ -287,9 +335,9 @@ def layers_match(key: str = "layers", *, weight_layers: float = 2.0, weight_sett
             if record["params"] != source["params"]:
                 problems.append(f"{_layer_label(record)}: parameter shapes expected {source['params']}, "
                                 f"got {record['params']}")
-        parts.append(Part("layer settings", weight_settings, not problems, "; ".join(problems[:3])))
-        count_ok, count_detail = _parameter_count(got, expected)
-        parts.append(Part("parameter count", weight_count, count_ok, count_detail))
+        parts.append(Part("layer settings", weight_settings, not problems, start + "; ".join(problems[:3])))
+        count_ok, count_detail = _parameter_count(got, expected, count_key)
+        parts.append(Part("parameter count", weight_count, count_ok, start + count_detail))
         return parts
 
     return judge
@@ -321,8 +369,8 @@ def _normal_setting(name: str, value, record: dict):
     return value
 
 
-def _parameter_count(got: dict, expected: dict) -> tuple[bool, str]:
-    mine, theirs = got.get("parameter_count"), expected.get("parameter_count")
+def _parameter_count(got: dict, expected: dict, key: str) -> tuple[bool, str]:
+    mine, theirs = got.get(key), expected.get(key)
     if mine is None or theirs is None:
         return False, "no parameter count recorded"
     return int(mine) == int(theirs), f"expected {int(theirs):,} parameters, got {int(mine):,}"
@@ -348,3 +396,13 @@ def parameters_match(prefix: str, what: str, *, rtol: float = DEFAULT_RTOL, atol
         return [Part(what, weight, True)]
 
     return judge
+
+
+def hidden(name: str, task: str, function: str, probe: str, *keys: str, points: float = 1.0,
+           rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> Check:
+    """A hidden check: `probe` run again on inputs from the instructor's secret seed, the arrays under
+    `keys` judged on their values alone (a right shape earns nothing: replayed answers score 0)."""
+    return Check(f"{name} (hidden inputs)", task, function, points, HIDDEN_PREFIX + probe,
+                 all_of(*[values(key, rtol=rtol, atol=atol) for key in keys]),
+                 hint="right on the public inputs but not on others: is something fixed to the public inputs' "
+                      "shapes or values?", visibility="after_due_date", hidden=True)

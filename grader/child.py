@@ -5,7 +5,8 @@ Started by `grader.sandbox` behind the operating-system boundary, as a fresh iso
 of the graded module and the installed libraries, never the repository. The job arrives as JSON on
 stdin. Before the graded module is imported the child, still trusted, limits itself: address space,
 processes, file size, CPU time, no core dumps (`resource`; the limits cannot be raised again).
-Each probe then runs under its own time limit and its evidence is sent to the grader over the pipe
+Each probe then runs under its own time limit (the public probes, then, where the grader asks for
+them, the hidden checks' probes again on inputs drawn with the hidden seed) and its evidence is sent to the grader over the pipe
 `evidence_fd` as soon as it finishes, so a later crash or exit loses only the checks not yet probed.
 
 Without a sandbox (level "none", a student's own laptop) an audit hook also refuses process
@@ -182,9 +183,14 @@ def main() -> None:
         given = results_of.get("__setup__", {}) if setup is not None else {}
 
     skip = set(job.get("skip", ()))
-    for name, probe in checks_module.PROBES.items():
+    for name in job["probes"]:
         if name not in skip:
-            run(name, probe, week, given)
+            run(name, checks_module.PROBES[name], week, given)
+    if job["hidden_probes"]:
+        probing.HIDDEN_SEED = int(job["hidden_seed"])  # every probe input now comes from the hidden seed too
+        for name in job["hidden_probes"]:
+            if "hidden:" + name not in skip:
+                run("hidden:" + name, checks_module.PROBES[name], week, given)
     evidence.send(channel, evidence.RUNNING, "__done__")
 
 

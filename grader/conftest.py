@@ -106,7 +106,10 @@ class Grading:
             week_report = self.weeks[week].result()
         except (sandbox.Unavailable, runner.ReferenceError, runner.InfrastructureError) as error:
             pytest.fail(f"grading did not run: {report.printable(str(error), lines=True)}", pytrace=False)
-        result = next(result for result in week_report.results if result.check.name == check.name)
+        result = next((result for result in week_report.results if result.check.name == check.name), None)
+        if result is None:
+            pytest.skip("a hidden check: graded where the solutions are (by your instructor), on inputs that no "
+                        "student release contains")
         self.judged.setdefault(week, []).append(result)
         return result
 
@@ -126,7 +129,7 @@ class Grading:
             week_report = future.result()
             judged = {result.check.name: result for result in self.judged.get(week, [])}
             weeks.append({"week": week, "seconds": week_report.seconds, "output": week_report.output,
-                          "environment": week_report.environment,
+                          "environment": week_report.environment, "public_only": week_report.public_only,
                           "results": [{"name": r.check.name, "score": r.score, "status": r.status,
                                        "feedback": r.feedback} for r in judged.values()]})
         return {"target": self.target_text, "weeks": weeks}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-STATUS = "__status__"  # "ok", "not_attempted" or "error"
+STATUS = "__status__"  # "ok", "not_attempted", "error", "timeout" or "untestable"
 MESSAGE = "__message__"  # the error, one line
 WHERE = "__where__"  # the student's frame: "week4_simple_cnn.py:52 in __call__: x = ..."
 NONCE = "__nonce__"

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import traceback
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +36,13 @@ def failure(error: BaseException) -> PartFailure:
         status = "not_attempted"
     elif isinstance(error, ProbeTimeout):
         status = "timeout"
+    elif isinstance(error, StructureError):
+        status = "untestable"  # the grader could not test this: the message says why
     else:
         status = "error"
-    if isinstance(error, SystemExit):
+    if isinstance(error, StructureError):
+        message = str(error)
+    elif isinstance(error, SystemExit):
         message = f"the code called sys.exit({error.code!r})"
     else:
         message = f"{type(error).__name__}: {error}"
@@ -75,8 +80,15 @@ def stand_ins(module, replacements: dict):
         module.__dict__.update(saved)
 
 
+# Set by the child for the hidden checks: every probe input drawn with `rng` or `normal` then comes
+# from this seed as well, one that no student release contains (see grader.runner.hidden_seed).
+HIDDEN_SEED: int | None = None
+
+
 def rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
+    """The generator of a probe's inputs: `seed` alone for the public checks, with the hidden seed
+    for the hidden ones."""
+    return np.random.default_rng(seed if HIDDEN_SEED is None else [seed, HIDDEN_SEED])
 
 
 def normal(seed: int, shape, scale: float = 1.0) -> np.ndarray:
@@ -104,36 +116,48 @@ def _plain(value):
     return repr(value)
 
 
-def _children(module):
-    """(name, child) pairs of a module's sub-modules, in definition order."""
-    if isinstance(module, nnx.List):
-        return [(str(index), item) for index, item in enumerate(module)]
-    pairs = []
-    for name, value in vars(module).items():
-        if name.startswith("_"):
-            continue
-        if isinstance(value, nnx.Module):
-            pairs.append((name, value))
-    return pairs
+def kind_of(layer) -> str:
+    """The Flax class a layer is, or derives from ("Conv" for course.layers.Conv); else its own class name."""
+    for cls in type(layer).__mro__:
+        if cls.__module__.startswith("flax.") and cls.__name__ in LAYER_SETTINGS:
+            return cls.__name__
+    return type(layer).__name__
 
 
-def layers(module, prefix: str = "") -> list[tuple[str, nnx.Module]]:
-    """The leaf layers (modules without sub-modules) of `module`, depth first, with '/'-joined paths."""
+def _children(node) -> list[tuple[str, object]]:
+    """(name, child) pairs of what `node` holds that may hold layers: a module's attributes in
+    definition order, the items of lists, tuples, dicts, nnx.List and nnx.Sequential. Anything else
+    (activation functions, numbers) is skipped."""
+    if isinstance(node, (list, tuple, nnx.List)):
+        items = [(str(index), item) for index, item in enumerate(node)]
+    elif isinstance(node, dict):
+        items = [(str(key), item) for key, item in node.items()]
+    elif isinstance(node, nnx.Module):
+        items = [(name, value) for name, value in vars(node).items() if not name.startswith("_")]
+    else:
+        return []
+    return [(name, value) for name, value in items if isinstance(value, (nnx.Module, list, tuple, dict))]
+
+
+def _is_layer(node) -> bool:
+    """A module that holds no other module: a layer."""
+    return isinstance(node, nnx.Module) and not isinstance(node, nnx.List) and not layers(node)
+
+
+def layers(node, prefix: str = "") -> list[tuple[str, nnx.Module]]:
+    """The layers under `node`, depth first in definition order, with '/'-joined paths."""
     found = []
-    for name, child in _children(module):
+    for name, child in _children(node):
         path = f"{prefix}{name}"
-        if _children(child) or isinstance(child, nnx.List):
-            found.extend(layers(child, path + "/"))
-        else:
-            found.append((path, child))
+        found.extend([(path, child)] if _is_layer(child) else layers(child, path + "/"))
     return found
 
 
 def describe(module) -> list[dict]:
-    """One record per leaf layer: path, kind (class name), settings, and its parameters' shapes."""
+    """One record per layer: path, kind, settings, and its parameters' shapes."""
     records = []
     for path, layer in layers(module):
-        kind = type(layer).__name__
+        kind = kind_of(layer)
         settings = {name: _plain(getattr(layer, name, None)) for name in LAYER_SETTINGS.get(kind, ())}
         params = {
             name: list(value.shape)
@@ -161,45 +185,102 @@ def parameter_arrays(module) -> dict[str, np.ndarray]:
     }
 
 
-def reference_model(model_class, kwargs: dict, seed: int = 0) -> dict:
-    """Setup evidence of a reference model: its layer list and its parameters, biases made random.
+def abstract_model(model_class, kwargs: dict):
+    """`model_class(**kwargs, rngs=...)` with the shapes of its parameters but not their values
+    (`nnx.eval_shape`): its layers at a fraction of the cost of initialising them. When the
+    constructor cannot be traced that way, it is simply run."""
+    try:
+        return nnx.eval_shape(lambda: model_class(**kwargs, rngs=nnx.Rngs(0)))
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001 - a constructor that only works eagerly is still a constructor
+        return model_class(**kwargs, rngs=nnx.Rngs(0))
 
-    Flax starts biases at zero, which would hide a student's mistake with biases; random biases
-    make every parameter matter in the outputs.
+
+def reference_model(model_class, kwargs: dict, seed: int = 0) -> dict:
+    """Setup evidence of a reference model: its layer list and random parameters.
+
+    Kernels are drawn with a variance of 1 / fan-in (as LeCun's initialiser) and biases too are
+    random, not zero as Flax starts them, so that a mistake with biases shows in the outputs.
     """
-    model = model_class(**kwargs, rngs=nnx.Rngs(seed))
-    generator = rng(seed + 1)
-    for _, layer in layers(model):
-        for name, value in vars(layer).items():
-            if isinstance(value, nnx.Param) and name == "bias":
-                value[...] = jnp.asarray(0.1 * generator.standard_normal(value.shape), value.dtype)
-    spec = {"layers": describe(model), "attributes": plain_attributes(model)}
-    evidence = {"spec": json.dumps(spec)}
-    evidence.update({"param:" + path: array for path, array in parameter_arrays(model).items()})
+    generator = rng(seed)
+    records = describe(abstract_model(model_class, kwargs))
+    evidence = {"spec": json.dumps({"layers": records})}
+    for record in records:
+        for name, shape in record["params"].items():
+            scale = 0.1 if name == "bias" else 1.0 / np.sqrt(max(1, int(np.prod(shape[:-1]))))
+            evidence["param:" + record["path"] + "/" + name] = (scale * generator.standard_normal(shape)).astype(np.float32)
     return evidence
+
+
+# While a list, every grafted layer called outside a trace appends (the reference's path of the
+# layer, its input): the order in which a model uses its layers and what reaches each of them.
+LAYER_INPUTS: list | None = None
+# While True, grafted dropout layers in training mode apply a mask that depends only on the shape
+# of their input, so that where dropout sits shows in the outputs, whatever the random streams.
+FIXED_DROPOUT_MASKS = False
+
+
+class _Recorded:
+    """Mixed into the grafted layers: records each eager call's input in LAYER_INPUTS."""
+
+    reference_path = ""
+
+    def __call__(self, inputs, *args, **kwargs):
+        if LAYER_INPUTS is not None and not isinstance(inputs, jax.core.Tracer):
+            LAYER_INPUTS.append((self.reference_path, kind_of(self), np.asarray(inputs)))
+        return super().__call__(inputs, *args, **kwargs)
+
+
+class GraftedConv(_Recorded, nnx.Conv):
+    pass
+
+
+class GraftedLinear(_Recorded, nnx.Linear):
+    pass
+
+
+class GraftedDropout(_Recorded, nnx.Dropout):
+    def __call__(self, inputs, *, deterministic=None, rngs=None):
+        if not FIXED_DROPOUT_MASKS:
+            return super().__call__(inputs, deterministic=deterministic, rngs=rngs)
+        if LAYER_INPUTS is not None and not isinstance(inputs, jax.core.Tracer):
+            LAYER_INPUTS.append((self.reference_path, "Dropout", np.asarray(inputs)))
+        off = self.deterministic if deterministic is None else deterministic
+        if off or self.rate == 0.0:
+            return inputs
+        return inputs * jnp.asarray(fixed_mask(inputs.shape, self.rate), inputs.dtype)
+
+
+def fixed_mask(shape, rate: float) -> np.ndarray:
+    """A dropout mask (kept entries scaled by 1 / (1 - rate)) drawn from the shape alone."""
+    generator = np.random.default_rng(zlib.crc32(repr(tuple(int(size) for size in shape)).encode()))
+    kept = generator.random(shape) >= rate
+    return kept.astype(np.float32) / np.float32(1.0 - rate)
 
 
 def build_layer(record: dict, given: dict, dropout_seed: int):
     """A new layer with the settings of `record` and the reference parameters in `given`."""
     kind, settings = record["kind"], record["settings"]
-    if kind == "Conv":
-        layer = nnx.Conv(
+    if kind == "Dropout":
+        layer = GraftedDropout(settings["rate"], broadcast_dims=tuple(settings["broadcast_dims"]),
+                               rngs=nnx.Rngs(dropout_seed))
+    elif kind == "Conv":
+        layer = nnx.eval_shape(lambda: GraftedConv(
             settings["in_features"], settings["out_features"], tuple(settings["kernel_size"]),
             strides=_tuple_or_int(settings["strides"]), padding=_padding(settings["padding"]),
             use_bias=settings["use_bias"], input_dilation=_tuple_or_int(settings["input_dilation"]),
             kernel_dilation=_tuple_or_int(settings["kernel_dilation"]),
             feature_group_count=settings["feature_group_count"], rngs=nnx.Rngs(0),
-        )
+        ))
     elif kind == "Linear":
-        layer = nnx.Linear(settings["in_features"], settings["out_features"], use_bias=settings["use_bias"],
-                           rngs=nnx.Rngs(0))
-    elif kind == "Dropout":
-        return nnx.Dropout(settings["rate"], broadcast_dims=tuple(settings["broadcast_dims"]),
-                           rngs=nnx.Rngs(dropout_seed))
+        layer = nnx.eval_shape(lambda: GraftedLinear(settings["in_features"], settings["out_features"],
+                                                     use_bias=settings["use_bias"], rngs=nnx.Rngs(0)))
     else:
         raise ValueError(f"the grader cannot rebuild a {kind} layer")
-    for name in record["params"]:
-        getattr(layer, name)[...] = jnp.asarray(given["param:" + record["path"] + "/" + name])
+    for name in record["params"]:  # the values, in place of the shapes eval_shape left
+        setattr(layer, name, nnx.Param(jnp.asarray(given["param:" + record["path"] + "/" + name])))
+    layer.reference_path = record["path"]
     return layer
 
 
@@ -214,68 +295,69 @@ def _padding(value):
 
 
 def _set_child(module, path: str, layer) -> None:
+    """Puts `layer` where `path` (from `layers`) points, through attributes, lists and dicts."""
     *parents, last = path.split("/")
+    node = module
     for name in parents:
-        module = module[int(name)] if isinstance(module, nnx.List) else getattr(module, name)
-    if isinstance(module, nnx.List):
-        module[int(last)] = layer
+        node = _child(node, name)
+    if isinstance(node, tuple):
+        raise StructureError(f"the grader cannot replace a layer inside a tuple ('{path}'); use a list or nnx.List")
+    if isinstance(node, (list, nnx.List)):
+        node[int(last)] = layer
+    elif isinstance(node, dict):
+        node[next(key for key in node if str(key) == last)] = layer
     else:
-        setattr(module, last, layer)
+        setattr(node, last, layer)
 
 
-class _Container(nnx.Module):
-    """Holds the sub-layers of a nested path when a reference model is rebuilt from its records."""
+def _child(node, name: str):
+    if isinstance(node, (list, tuple, nnx.List)):
+        return node[int(name)]
+    if isinstance(node, dict):
+        return node[next(key for key in node if str(key) == name)]
+    return getattr(node, name)
+
+
+class StructureError(Exception):
+    """The student's layers cannot take the reference's place: `__call__` is not graded on them."""
 
 
 def grafted_model(model_class, given: dict, kwargs: dict, dropout_seed: int = 1):
-    """The student's model class with the reference's layers and parameters (`given` from setup).
+    """The student's own model, built by their `__init__`, with each layer replaced by the reference's
+    layer (settings and parameters from `given`, the setup evidence) that it matches.
 
-    The student's `__init__` runs first; if its layers match the reference's in kind and number,
-    each is replaced by the reference layer in the same place, so the student's `__call__` sees
-    their own attribute names. Otherwise (the `__init__` raised, or its layers differ) the model is
-    built with the reference's attribute names. Either way `__call__` is graded on its own, apart
-    from mistakes in `__init__`, which its own check grades.
-
-    Returns (model, how) with `how` "student layout" or "reference layout".
+    Layers are matched kind by kind: first by parameter shapes, then in definition order, wherever
+    they sit (attributes, lists, dicts, nnx.List, nnx.Sequential). The student's `__call__` then
+    runs on exactly the reference's layers, so it is graded apart from any mistake in `__init__`.
+    Dropout may be one layer or one per use. Raises StructureError, saying why, when the layers
+    differ in kind or number (the `__init__` check reports the difference itself).
     """
-    spec = json.loads(str(given["spec"]))
-    reference = spec["layers"]
-    try:
-        model = model_class(**kwargs, rngs=nnx.Rngs(0))
+    reference = json.loads(str(given["spec"]))["layers"]
+    for build in (abstract_model, lambda model_class, kwargs: model_class(**kwargs, rngs=nnx.Rngs(0))):
+        try:
+            model = build(model_class, kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a broken __init__ is graded by its own check
+            raise StructureError(f"__init__ raised {type(error).__name__}: {error}") from error
         student = describe(model)
-    except BaseException:  # noqa: BLE001 - a broken __init__ is graded elsewhere
-        model, student = None, None
-    if student is not None and _same_layer_kinds(student, reference):
+        if not _same_layer_kinds(student, reference):
+            raise StructureError(
+                f"__init__ makes {layer_counts(student)} where the reference makes {layer_counts(reference)}, so "
+                "__call__ could not be run on the reference's layers; fix __init__ first")
         for record, source in match_layers(student, reference):
             _set_child(model, record["path"], build_layer(source, given, dropout_seed + len(record["path"])))
-        return model, "student layout"
-
-    def rebuild(self):
-        for name, value in spec["attributes"].items():
-            setattr(self, name, value)
-        tree = {}
-        for index, record in enumerate(reference):
-            *parents, last = record["path"].split("/")
-            node = tree
-            for name in parents:
-                node = node.setdefault(name, {})
-            node[last] = build_layer(record, given, dropout_seed + index)
-        for name, value in tree.items():
-            setattr(self, name, _as_module(value))
-
-    grafted = type(model_class.__name__, (model_class,), {"__init__": rebuild})
-    return grafted(), "reference layout"
+        if not any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):
+            return model
+    # the student's model keeps state of its own (say, an nnx.Rngs) that only an eager build fills in
+    return model
 
 
-def _as_module(node):
-    if not isinstance(node, dict):
-        return node
-    if all(key.isdigit() for key in node):
-        return nnx.List([_as_module(node[key]) for key in sorted(node, key=int)])
-    container = _Container()
-    for key, value in node.items():
-        setattr(container, key, _as_module(value))
-    return container
+def layer_counts(records: list[dict]) -> str:
+    counts = {}
+    for record in records:
+        counts[record["kind"]] = counts.get(record["kind"], 0) + 1
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items())) or "no layers"
 
 
 def _same_layer_kinds(mine: list[dict], theirs: list[dict]) -> bool:
@@ -291,9 +373,6 @@ def _same_layer_kinds(mine: list[dict], theirs: list[dict]) -> bool:
     return counts(mine) == counts(theirs)
 
 
-def student_parameters_as_reference(model, given: dict) -> dict:
-    """{grafted layer path: the reference layer path it was built from}."""
-    reference = json.loads(str(given["spec"]))["layers"]
-    return {record["path"]: source["path"] for record, source in match_layers(describe(model), reference)}
-
-
+def reference_paths(model) -> dict[str, str]:
+    """{path of a grafted layer in the student's model: the reference path it was built from}."""
+    return {path: layer.reference_path for path, layer in layers(model) if isinstance(layer, _Recorded)}

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 
 from grader.checks import Result
-from grader.runner import WeekReport
+from grader.runner import WeekReport, checks_module
 
 VISIBILITY_NOTE = {"after_due_date": " (shown after the due date on Gradescope)"}
 # C0 and C1 control characters (ESC starts the sequences that move the cursor or clear the screen), DEL, lone
@@ -57,7 +57,17 @@ def scorecard(reports: list[WeekReport], width: int = 100) -> str:
     score, maximum = totals(reports)
     share = f" ({score / maximum:.0%})" if maximum else ""
     lines.append(f"TOTAL {_number(score)}/{_number(maximum)}{share}")
+    ungraded = hidden_not_graded(reports)
+    if ungraded:
+        lines.append(f"Public checks only: {len(ungraded)} hidden checks ({_number(sum(c.points for c in ungraded))} "
+                     "points, on inputs no student release contains) are graded by your instructor.")
     return "\n".join(lines)
+
+
+def hidden_not_graded(reports: list[WeekReport]) -> list:
+    """The hidden checks of the weeks graded from public evidence only (a student release)."""
+    return [check for report in reports if report.public_only
+            for check in checks_module(report.week).CHECKS if check.hidden]
 
 
 def _number(value: float) -> str:
@@ -103,7 +113,9 @@ def gradescope(reports: list[WeekReport], execution_time: float) -> dict:
     return {
         "score": score,
         "execution_time": round(execution_time, 3),
-        "output": f"Total {_number(score)}/{_number(maximum)}",
+        "output": f"Total {_number(score)}/{_number(maximum)}" + (
+            f" (public checks only: {len(hidden_not_graded(reports))} hidden checks are graded by your instructor)"
+            if hidden_not_graded(reports) else ""),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,

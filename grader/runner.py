@@ -15,13 +15,14 @@ import secrets
 import shutil
 import signal
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
 
 from grader import evidence as ev
 from grader import sandbox
-from grader.checks import Result, judge_check
+from grader.checks import HIDDEN_PREFIX, Result, judge_check
 
 REPO = Path(__file__).resolve().parent.parent
 WEEKS = {
@@ -67,6 +68,7 @@ class Settings:
     jobs: int = 2
     sandbox: str | None = None  # "auto", "bubblewrap", "user" or "none"; None: $COURSE_SANDBOX, else auto
     protected: tuple[Path, ...] = ()  # more paths the submitted code must not read
+    public_only: bool = False  # skip the hidden checks even where the solutions run (a release's recording)
 
 
 @dataclasses.dataclass
@@ -92,6 +94,49 @@ def week_number(text: str) -> int:
 
 def checks_module(week: int):
     return importlib.import_module(f"grader.{WEEKS[week]}")
+
+
+def probe_names(week: int) -> tuple[list[str], list[str]]:
+    """(the probes the public checks read, those the hidden checks read on the hidden inputs)."""
+    module = checks_module(week)
+    public = {check.probe for check in module.CHECKS if not check.hidden}
+    hidden = {check.probe.removeprefix(HIDDEN_PREFIX) for check in module.CHECKS if check.hidden}
+    return [name for name in module.PROBES if name in public], [name for name in module.PROBES if name in hidden]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hidden checks
+
+HIDDEN_SECRET_VARIABLE = "COURSE_HIDDEN_SECRET"
+
+
+def hidden_seed(settings: Settings) -> int | None:
+    """The seed of the hidden checks' inputs, or None where they are not graded.
+
+    They are graded only where the solutions run (never from a release's recorded evidence, which
+    holds no hidden inputs). The seed comes from $COURSE_HIDDEN_SECRET, so that several graders of
+    one class agree, or else from a secret made once in the grader's cache folder, which submitted
+    code cannot read. Knowing the seed would not help a submission anyway: the answers on those
+    inputs exist only where the solutions do."""
+    if settings.reference_dir is not None or settings.public_only:
+        return None
+    secret = os.environ.get(HIDDEN_SECRET_VARIABLE, "").encode()
+    if not secret:
+        path = settings.cache_dir / "hidden-inputs.secret"
+        if not path.exists():  # made whole, then linked: two graders starting at once agree on one secret
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                pass
+            finally:
+                partial.unlink()
+        secret = path.read_bytes().strip()
+    return int.from_bytes(hashlib.sha256(b"hidden inputs " + secret).digest()[:8], "big") >> 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,10 +185,13 @@ def run_child(week: int, module_file: Path, mode: str, settings: Settings, given
         if given is not None:
             folders.given = Path(shutil.copyfile(given, folders.root / "given.npz"))
         nonce = secrets.token_hex(16)
+        public, hidden = probe_names(week)
+        seed = hidden_seed(settings)
         job = {"mode": mode, "week_module": WEEKS[week], "grader_module": f"grader.{WEEKS[week]}", "nonce": nonce,
-               "probe_timeout_s": settings.probe_timeout_s,
+               "probe_timeout_s": settings.probe_timeout_s, "probes": public,
+               "hidden_probes": hidden if seed is not None else [], "hidden_seed": seed,
                "protected_dirs": [str(path) for path in protected_paths(settings)]}
-        probes = ["__module__", *checks_module(week).PROBES]
+        probes = ["__module__", *public, *[HIDDEN_PREFIX + name for name in job["hidden_probes"]]]
         evidence, reasons, rejected, output = {}, {}, [], ""
         # A probe that kills the process loses only its own checks: the child is started again
         # for the probes after it (at most MAX_RESTARTS times, within the week's time limit).
@@ -219,6 +267,7 @@ def fingerprint_files(week: int, settings: Settings) -> str:
         digest.update(f"{package}={_version(package)}".encode())
     for name in ("JAX_PLATFORMS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES"):
         digest.update(f"{name}={os.environ.get(name, '')}".encode())
+    digest.update(f"hidden seed={hidden_seed(settings)}".encode())
     return digest.hexdigest()[:24]
 
 
@@ -250,7 +299,8 @@ def reference_folder(week: int, settings: Settings) -> Path:
                                              probe_timeout_s=max(settings.probe_timeout_s, 120.0))
     run = run_child(week, solution, "reference", reference_settings)
     failed = [name for name, record in run.evidence.items() if ev.text(record, ev.STATUS) != "ok"]
-    expected = {"__module__", *checks_module(week).PROBES}
+    public, hidden = probe_names(week)
+    expected = {"__module__", *public, *([HIDDEN_PREFIX + name for name in hidden] if hidden_seed(settings) else [])}
     if failed or not expected <= set(run.evidence):
         problems = [f"{name}: {ev.text(run.evidence[name], ev.MESSAGE)} {ev.text(run.evidence[name], ev.WHERE)}"
                     for name in failed] or [run.missing_reason]
@@ -285,6 +335,7 @@ class WeekReport:
     seconds: float
     output: str
     environment: dict
+    public_only: bool = False  # the hidden checks were not graded (a student release)
 
 
 def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
@@ -306,15 +357,16 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
         where = ev.text(module_record, ev.WHERE)
         missing_reason = (f"not graded: importing {module_file.name} failed: {ev.text(module_record, ev.MESSAGE)}"
                           + (f" (at {where})" if where else ""))
+    public_only = hidden_seed(settings) is None
     results = [
         judge_check(check, week, run.evidence.get(check.probe), expected.get(check.probe),
                     run.reasons.get(check.probe, missing_reason))
-        for check in module.CHECKS
+        for check in module.CHECKS if not (check.hidden and public_only)
     ]
     environment = {key[4:]: ev.text(record, key) for record in [expected.get("__module__", {})]
                    for key in record if key.startswith("env:")}
     environment["sandbox"] = run.sandbox or sandbox_level(settings)
-    return WeekReport(week, results, time.perf_counter() - start, run.output, environment)
+    return WeekReport(week, results, time.perf_counter() - start, run.output, environment, public_only)
 
 
 def resolve_target(target: str) -> Path:

@@ -69,5 +69,5 @@ def reports(summary: dict) -> list[runner.WeekReport]:
                    for item in week_summary["results"]]
         results.sort(key=lambda result: list(checks).index(result.check.name))
         graded.append(runner.WeekReport(week, results, week_summary["seconds"], week_summary["output"],
-                                        week_summary["environment"]))
+                                        week_summary["environment"], week_summary["public_only"]))
     return graded

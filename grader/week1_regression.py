@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grader.checks import Check, all_of, same, values
+from grader.checks import Check, all_of, finite, hidden, jit_agrees, same, values
 from grader.probing import attempt, block, normal, rng, stand_ins
 
 # Library equivalents of the tasks other tasks call, so each task is graded on its own.
@@ -74,6 +74,7 @@ def probe_sigmoid(week, given):
         "moderate": call(week.sigmoid, moderate),
         "extreme": call(week.sigmoid, extreme),
         "gradient": attempt(lambda: block(jax.grad(lambda x: week.sigmoid(x).sum())(moderate))),
+        "extreme_gradient": attempt(lambda: block(jax.grad(lambda x: week.sigmoid(x).sum())(extreme))),
     }
 
 
@@ -82,17 +83,20 @@ def probe_logistic_loss(week, given):
     labels = (rng(12).random(12) > 0.5).astype(np.int32)
     extreme_logits = np.array([-200.0, 200.0, -50.0, 50.0], np.float32)
     extreme_labels = np.array([1, 0, 0, 1], np.int32)
+    zero_logits, zero_labels = np.zeros(4, np.float32), np.array([1, 0, 1, 1], np.int32)
     return {
         "loss": call(week.logistic_loss, logits, labels),
         "extreme": call(week.logistic_loss, extreme_logits, extreme_labels),
         "gradient": attempt(lambda: block(jax.grad(week.logistic_loss)(logits, labels))),
+        "gradient_at_0": attempt(lambda: block(jax.grad(week.logistic_loss)(zero_logits, zero_labels))),
     }
 
 
 def probe_logistic_predict(week, given):
     weights, bias, features = normal(13, (4,)), np.float32(-0.3), normal(14, (25, 4))
     with stand_ins(week, {name: STAND_INS[name] for name in ("linear_predict", "sigmoid")}):
-        return {"labels": call(week.logistic_predict, weights, bias, features)}
+        return {"labels": call(week.logistic_predict, weights, bias, features),
+                "at_0": call(week.logistic_predict, np.zeros(4, np.float32), np.float32(0.0), features[:3])}
 
 
 def probe_train_logistic(week, given):
@@ -131,10 +135,10 @@ PROBES = {
 
 CHECKS = [
     Check("linear_predict: predictions", "1.1", "linear_predict", 2, "linear_predict",
-          all_of(same("predictions"), values("jit", "works under jax.jit")),
+          all_of(same("predictions"), jit_agrees("jit", "predictions")),
           hint="features @ weights + bias, one prediction per row"),
     Check("mse_loss: value", "1.2", "mse_loss", 2, "mse_loss",
-          all_of(same("loss"), values("jit", "works under jax.jit")),
+          all_of(same("loss"), jit_agrees("jit", "loss")),
           hint="the MEAN of the squared differences, not their sum"),
     Check("fit_linear_closed_form: exact data", "1.3", "fit_linear_closed_form", 2, "fit_linear_closed_form",
           all_of(same("exact_weights", "weights"), same("exact_bias", "bias")),
@@ -149,13 +153,24 @@ CHECKS = [
     Check("sigmoid: stable for large inputs", "1.5", "sigmoid", 1, "sigmoid",
           values("extreme", "sigmoid of +-30, +-100, +-1000 (0 or 1, never NaN)"),
           hint="exp(-|x|) never overflows; use it on both sides"),
-    Check("sigmoid: gradient", "1.5", "sigmoid", 1, "sigmoid", values("gradient", "jax.grad of sigmoid")),
+    Check("sigmoid: gradient", "1.5", "sigmoid", 1, "sigmoid",
+          all_of(values("gradient", "jax.grad of sigmoid"),
+                 values("extreme_gradient", "jax.grad at +-30, +-100, +-1000 (0, never NaN)",
+                        hint="1 / (1 + exp(-x)) overflows for large negative x and its gradient is NaN there: "
+                             "compute both branches from z = exp(-|x|)"))),
     Check("logistic_loss: value", "1.6", "logistic_loss", 2, "logistic_loss",
-          all_of(same("loss"), values("gradient", "jax.grad of the loss")),
-          hint="the mean of max(x, 0) - x*y + log1p(exp(-|x|))"),
+          all_of(same("loss", hint="the MEAN over the examples of log(1 + exp(x)) - x * y"),
+                 values("gradient", "jax.grad of the loss"),
+                 values("gradient_at_0", "jax.grad at logits of exactly 0",
+                        hint="max(x, 0) splits the gradient of a tie in two, so the max(x, 0) + log1p(exp(-|x|)) "
+                             "form is wrong at x = 0: use jnp.logaddexp(0, x) - x * y"))),
     Check("logistic_loss: stable for large logits", "1.6", "logistic_loss", 1, "logistic_loss",
-          values("extreme", "loss at logits +-50, +-200 (finite)")),
-    Check("logistic_predict: labels", "1.7", "logistic_predict", 2, "logistic_predict", same("labels"),
+          all_of(finite("extreme", "loss at logits +-50, +-200 is finite",
+                        hint="log(1 + exp(x)) overflows for large x: use jnp.logaddexp(0, x)"),
+                 values("extreme", "loss at logits +-50, +-200 (value)"))),
+    Check("logistic_predict: labels", "1.7", "logistic_predict", 2, "logistic_predict",
+          all_of(same("labels"), values("at_0", "labels at a logit of exactly 0 (sigmoid 0.5: label 0)",
+                                        hint="0.5 is not > 0.5: a logit of exactly 0 predicts 0 (> 0, not >= 0)")),
           hint="1 where the logit is > 0, as int32"),
     Check("train_logistic: trained parameters", "1.8", "train_logistic", 3, "train_logistic",
           all_of(same("weights", rtol=1e-2), same("bias", rtol=1e-2)),
@@ -164,4 +179,14 @@ CHECKS = [
           all_of(same("train_only", "standardize(train)"), same("train", "standardized train rows"),
                  same("other", "held-out rows (with the training statistics)")),
           hint="statistics from the training rows only; a zero std becomes 1"),
+    hidden("linear_predict", "1.1", "linear_predict", "linear_predict", "predictions"),
+    hidden("mse_loss", "1.2", "mse_loss", "mse_loss", "loss"),
+    hidden("fit_linear_closed_form", "1.3", "fit_linear_closed_form", "fit_linear_closed_form",
+           "noisy_weights", "noisy_bias"),
+    hidden("gradient_descent_step", "1.4", "gradient_descent_step", "gradient_descent_step", "weights", "bias"),
+    hidden("sigmoid", "1.5", "sigmoid", "sigmoid", "moderate"),
+    hidden("logistic_loss", "1.6", "logistic_loss", "logistic_loss", "loss", "gradient"),
+    hidden("logistic_predict", "1.7", "logistic_predict", "logistic_predict", "labels"),
+    hidden("train_logistic", "1.8", "train_logistic", "train_logistic", "weights", "bias", rtol=1e-2),
+    hidden("standardize", "1.9", "standardize", "standardize", "train", "other"),
 ]

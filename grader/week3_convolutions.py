@@ -4,7 +4,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from grader.checks import Check, all_of, same, values
+from grader.checks import Check, all_of, hidden, jit_agrees, same, values
 from grader.probing import attempt, block, normal, stand_ins
 
 STAND_INS = {
@@ -34,9 +34,10 @@ def probe_conv2d(week, given):
         "padding": attempt(lambda: block(week.conv2d(images, kernels, padding=1))),
         "stride": attempt(lambda: block(week.conv2d(images, kernels, bias, stride=2, padding=2))),
         "rectangular": attempt(lambda: block(week.conv2d(images, normal(43, (2, 4, 3, 1))))),
-        "jit": attempt(lambda: block(jax.jit(week.conv2d, static_argnames=("stride", "padding"))(images, kernels, bias, padding=1))),
+        "jit": attempt(lambda: block(jax.jit(week.conv2d, static_argnames=("stride", "padding"))(images, kernels, padding=1))),
         "gradient": attempt(lambda: block(jax.grad(lambda k: (week.conv2d(images, k) ** 2).sum())(kernels))),
         "bad_channels": attempt(_error_name, lambda: week.conv2d(images, normal(44, (3, 3, 2, 4)))),
+        "kernel_too_large": attempt(_error_name, lambda: week.conv2d(images[:, :4, :4], kernels[:, :, :, :1].repeat(2, 0))),
     }
 
 
@@ -90,21 +91,27 @@ CHECKS = [
     Check("conv2d: stride", "3.1", "conv2d", 1, "conv2d", same("stride", "stride=2, padding=2"),
           hint="H_out = (H + 2 * padding - KH) // stride + 1"),
     Check("conv2d: jit and gradient", "3.1", "conv2d", 1, "conv2d",
-          all_of(values("jit", "works under jax.jit"), values("gradient", "gradient with respect to the kernels"))),
-    Check("conv2d: rejects mismatched channels", "3.1", "conv2d", 1, "conv2d",
-          values("bad_channels", "raises ValueError when channels differ"),
+          all_of(jit_agrees("jit", "padding"), values("gradient", "gradient with respect to the kernels"))),
+    Check("conv2d: rejects bad inputs", "3.1", "conv2d", 1, "conv2d",
+          all_of(values("bad_channels", "raises ValueError when channels differ"),
+                 values("kernel_too_large", "raises ValueError for a 6x3 kernel on a 4x4 image")),
           hint="check the inputs first (check_conv_inputs)"),
     Check("max_pool2d: 2x2 windows, stride 2", "3.2", "max_pool2d", 2, "max_pool2d", same("default"),
           hint="the maximum of each window, per channel"),
     Check("max_pool2d: other windows and strides", "3.2", "max_pool2d", 2, "max_pool2d",
           all_of(same("window3_stride2", "window 3, stride 2"), same("window2_stride1", "window 2, stride 1"),
-                 values("jit", "works under jax.jit")),
+                 jit_agrees("jit", "window3_stride2")),
           hint="H_out = (H - window) // stride + 1; windows may overlap"),
     Check("sobel_kernels: values", "3.3", "sobel_kernels", 1, "sobel_kernels",
           all_of(same("sobel_x"), same("sobel_y"))),
     Check("four_filters: values", "3.4", "four_filters", 1, "four_filters", same("filters"),
           hint="f1 rows are [-1, -1, 1, 1]; f2 = -f1, f3 = f1.T, f4 = -f3"),
     Check("feature_maps: conv, relu and pooled maps", "3.5", "feature_maps", 3, "feature_maps",
-          all_of(same("conv"), same("relu"), same("pooled")),
-          hint="HWIO weights from (K, KH, KW) filters: transpose to (KH, KW, K) and add the input axis"),
+          all_of(same("conv", hint="HWIO weights from (K, KH, KW) filters: transpose to (KH, KW, K) and add "
+                                   "the input axis; the image becomes (1, H, W, 1)"),
+                 same("relu", hint="the ReLU map is max(conv, 0) of the convolution map"),
+                 same("pooled", hint="the pooled map is the 2x2, stride-2 max-pool of the ReLU map"))),
+    hidden("conv2d", "3.1", "conv2d", "conv2d", "bias", "stride"),
+    hidden("max_pool2d", "3.2", "max_pool2d", "max_pool2d", "default", "window3_stride2"),
+    hidden("feature_maps", "3.5", "feature_maps", "feature_maps", "conv", "relu", "pooled"),
 ]

@@ -1,17 +1,17 @@
-"""Week 6 checks: resizing to 227, AlexNet's feature-map size, and AlexNet (probed at 67x67 inputs
-to stay fast; the layers are the same at 227)."""
+"""Week 6 checks: resizing to 227, AlexNet's feature-map size, and AlexNet (probed at 99x99 inputs
+to stay fast: the layers are those at 227, and the last feature map is 2x2, so the flatten order shows)."""
 
 import numpy as np
 
 from grader import models
-from grader.checks import Check, all_of, same
+from grader.checks import Check, all_of, hidden, same
 from grader.probing import attempt, block, normal
 
-SMALL = 67  # the smallest input AlexNet accepts: one pixel is left after the last pooling
+SMALL = 99  # a small input whose last feature map is 2x2 (67, the smallest AlexNet accepts, leaves 1x1)
 # final_map_size for the sizes the probes use (a table, so that __init__ is graded on its own).
 STAND_INS = {"final_map_size": {67: 1, 99: 2, 131: 3, 227: 6}.__getitem__}
 ALEXNET = models.ModelSpec("AlexNet", "6.3", "6.4", input_shape=(SMALL, SMALL, 3), kwargs={"input_size": SMALL},
-                           stand_ins=STAND_INS)
+                           other_kwargs={"num_classes": 7, "dropout_rate": 0.3, "input_size": 131}, stand_ins=STAND_INS)
 
 
 def setup(week):
@@ -30,8 +30,7 @@ def probe_final_map_size(week, given):
 PROBES = {
     "resize_227": probe_resize_227,
     "final_map_size": probe_final_map_size,
-    "AlexNet.init": models.probe_init(ALEXNET),
-    "AlexNet.call": models.probe_call(ALEXNET),
+    **models.probes(ALEXNET),
 }
 
 CHECKS = [
@@ -41,4 +40,5 @@ CHECKS = [
           all_of(*[same(f"size_{size}", f"input {size}", shape_weight=0, value_weight=1) for size in (67, 99, 131, 227, 300)]),
           hint="C1: (s - 11) // 4 + 1, then three times (s - 3) // 2 + 1"),
     *models.checks(ALEXNET),
+    hidden("resize_227", "6.1", "resize_227", "resize_227", "resized"),
 ]

@@ -79,7 +79,7 @@ def make_class(root: Path, out: Path) -> dict[str, tuple]:
 
 
 def command(root: Path, out: Path) -> list[str]:
-    return [str(root), "--out", str(out), "--weeks", "1", "--jobs", "2", "--timeout", "60", "--probe-timeout", "6",
+    return [str(root), "--out", str(out), "--weeks", "1", "--jobs", "2", "--timeout", "90", "--probe-timeout", "15",
             "--quiet"]
 
 

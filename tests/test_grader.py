@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from grader import cli, report, runner
@@ -124,8 +125,63 @@ def test_bug_loses_points_in_its_task_only(case, bug_reports):
 
 
 def test_bug_corpus_is_large_enough():
-    assert len(cases.BUGS) >= 20
-    assert len({case["task"] for case in cases.BUGS}) >= 15
+    assert len(cases.BUGS) >= 60
+    assert len({case["task"] for case in cases.BUGS}) >= 30
+
+
+@pytest.mark.parametrize("case", [case for case in cases.BUGS if "feedback" in case],
+                         ids=[case["name"] for case in cases.BUGS if "feedback" in case])
+def test_feedback_points_at_the_cause(case, bug_reports):
+    lines = [line for r in by_task(bug_reports[case["name"]])[case["task"]] if r.score < r.max_score
+             for line in r.feedback]
+    assert any(case["feedback"] in line for line in lines), lines
+
+
+def feedback_of(week_report, check_name: str) -> list[str]:
+    return next(r.feedback for r in week_report.results if r.check.name == check_name)
+
+
+def test_model_feedback_says_where_and_at_what(bug_reports):
+    flatten = feedback_of(bug_reports["AlexNet flattens in (C, H, W) order"], "AlexNet: outputs with reference parameters")
+    assert any("AlexNet(input_size=99) on inputs of shape (4, 99, 99, 3)" in line for line in flatten), flatten
+    assert any("the first layer whose input differs is 'fc1'" in line for line in flatten), flatten
+    # a plain value bug costs nothing under "works under nnx.jit": the eager result is already wrong
+    for name, model in (("SimpleCNN sigmoid instead of ReLU", "SimpleCNN"), ("AlexNet flattens in (C, H, W) order", "AlexNet")):
+        jit = next(r for r in bug_reports[name].results if r.check.name == f"{model}: works under nnx.jit")
+        assert jit.score == jit.max_score, jit.feedback
+    # dropout left on in eval mode: said by the dropout check, not a cryptic error elsewhere
+    eval_dropout = bug_reports["MLP dropout left on at eval"]
+    assert any("dropout is still on after model.eval()" in line
+               for line in feedback_of(eval_dropout, "MLP: dropout only in training, in its places"))
+    assert any("not graded: dropout is still on in eval mode" in line
+               for line in feedback_of(eval_dropout, "MLP: parameter gradients"))
+    assert not any("TraceContextError" in line for r in eval_dropout.results for line in r.feedback)
+
+
+def test_a_wrong_but_finite_loss_is_not_called_infinite(bug_reports):
+    lines = feedback_of(bug_reports["logistic loss summed"], "logistic_loss: stable for large logits")
+    assert any("(value)" in line for line in lines) and not any("is finite" in line for line in lines), lines
+    lines = feedback_of(bug_reports["logistic loss overflows for large logits"], "logistic_loss: stable for large logits")
+    assert any("is finite" in line for line in lines), lines
+    assert any("jnp.logaddexp" in line for line in lines)
+
+
+def test_each_feature_map_has_its_own_hint(bug_reports):
+    relu = feedback_of(bug_reports["feature_maps without the ReLU"], "feature_maps: conv, relu and pooled maps")
+    pooled = feedback_of(bug_reports["feature_maps pools the map before the ReLU"], "feature_maps: conv, relu and pooled maps")
+    assert [line for line in relu if line.startswith("hint")] != [line for line in pooled if line.startswith("hint")]
+    assert not any("HWIO" in line for line in relu + pooled)
+
+
+def test_unmatched_structure_is_said_plainly(settings, tmp_path):
+    case = dict(name="MLP with an extra hidden layer", week=2, patches=[
+        ("sizes = (in_features, *hidden)", "sizes = (in_features, *hidden, 32)")])
+    week_report = runner.grade_week(2, submission(case, tmp_path), settings)
+    call = [r for r in week_report.results if r.check.task == "2.9"]
+    assert all(r.score == 0 for r in call)
+    lines = [line for r in call for line in r.feedback]
+    assert any("5 Linear" in line and "4 Linear" in line and "fix __init__ first" in line for line in lines), lines
+    assert not any("AttributeError" in line or "your code raised" in line for line in lines), lines
 
 
 def test_feedback_names_expected_and_got(bug_reports):
@@ -140,7 +196,9 @@ def test_feedback_names_expected_and_got(bug_reports):
 
 def test_partial_credit_inside_a_check(bug_reports):
     results = [r for r in bug_reports["mse summed instead of averaged"].results if r.check.task == "1.2"]
-    assert all(0 < r.score < r.max_score for r in results)  # right shape and jit, wrong values
+    public = [r for r in results if not r.check.hidden]
+    assert public and all(0 < r.score < r.max_score for r in public)  # right shape and jit, wrong values
+    assert all(r.score == 0 for r in results if r.check.hidden)  # hidden checks judge the values alone
 
 
 @pytest.mark.parametrize("case", cases.ALTERNATIVES, ids=[case["name"] for case in cases.ALTERNATIVES])
@@ -152,7 +210,7 @@ def test_correct_alternatives_score_full_marks(case, alternative_reports):
 
 
 def test_there_are_enough_alternatives():
-    assert len(cases.ALTERNATIVES) >= 5
+    assert len(cases.ALTERNATIVES) >= 15
 
 
 def test_week_time_limit_stops_an_endless_import(settings, tmp_path):
@@ -222,3 +280,144 @@ def test_cli_rejects_bad_usage(capsys):
 def test_missing_week_module_is_reported(settings, tmp_path):
     week_report = runner.grade_week(1, tmp_path, settings)
     assert all(r.score == 0 and "there is no week1_regression.py" in r.feedback[0] for r in week_report.results)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hidden checks
+
+LOOKUP_TABLE_MODULE = """
+import numpy as np
+
+TABLE = {table!r}
+
+
+def answer(name, *args):
+    shapes = tuple(tuple(np.shape(arg)) for arg in args)
+    found = TABLE[name].get(repr(shapes))
+    if found is None:
+        raise ValueError("no recorded answer")
+    return tuple(np.asarray(part, np.float32) if kind == "f" else np.asarray(part, np.int32)
+                 for kind, part in found) if isinstance(found, list) else np.asarray(found[1], found[0])
+
+
+def linear_predict(weights, bias, features):
+    return answer("linear_predict", weights, bias, features)
+
+
+def mse_loss(predictions, targets):
+    return answer("mse_loss", predictions, targets)
+
+
+def fit_linear_closed_form(features, targets):
+    return answer("fit_linear_closed_form", features, targets)
+
+
+def gradient_descent_step(params, features, targets, learning_rate):
+    return answer("gradient_descent_step", features, targets)
+
+
+def sigmoid(x):
+    return answer("sigmoid", x)
+
+
+def logistic_loss(logits, labels):
+    return answer("logistic_loss", logits, labels)
+
+
+def logistic_predict(weights, bias, features):
+    return answer("logistic_predict", weights, bias, features)
+
+
+def train_logistic(features, labels, learning_rate=0.1, steps=100):
+    return answer("train_logistic", features, labels)
+
+
+def standardize(train_features, other_features=None):
+    if other_features is None:
+        return answer("standardize", train_features)
+    return answer("standardize", train_features, other_features)
+"""
+
+
+def lookup_table(recorded: dict[str, dict]) -> dict:
+    """Answers keyed by the shapes of the public inputs, from a release's recorded evidence: what a
+    student could build from a release without writing any of the week's code."""
+    def one(record, key):
+        array = record[key]
+        return (array.dtype.str, array.tolist())
+
+    def pair(record, first, second):
+        return [("f", record[first].tolist()), ("f", record[second].tolist())]
+
+    shapes = lambda *arrays: repr(tuple(tuple(shape) for shape in arrays))  # noqa: E731
+    return {
+        "linear_predict": {shapes((5,), (), (7, 5)): one(recorded["linear_predict"], "predictions")},
+        "mse_loss": {shapes((9,), (9,)): one(recorded["mse_loss"], "loss")},
+        "fit_linear_closed_form": {shapes((20, 3), (20,)): pair(recorded["fit_linear_closed_form"], "noisy_weights", "noisy_bias")},
+        "gradient_descent_step": {shapes((16, 4), (16,)): pair(recorded["gradient_descent_step"], "weights", "bias")},
+        "sigmoid": {shapes((3, 11)): one(recorded["sigmoid"], "moderate"), shapes((7,)): one(recorded["sigmoid"], "extreme")},
+        "logistic_loss": {shapes((12,), (12,)): one(recorded["logistic_loss"], "loss"),
+                          shapes((4,), (4,)): one(recorded["logistic_loss"], "extreme")},
+        "logistic_predict": {shapes((4,), (), (25, 4)): one(recorded["logistic_predict"], "labels"),
+                             shapes((4,), (), (3, 4)): one(recorded["logistic_predict"], "at_0")},
+        "train_logistic": {shapes((30, 4), (30,)): pair(recorded["train_logistic"], "weights", "bias")},
+        "standardize": {shapes((12, 4)): one(recorded["standardize"], "train_only"),
+                        shapes((12, 4), (5, 4)): pair(recorded["standardize"], "train", "other")},
+    }
+
+
+def test_replaying_a_release_scores_zero_on_hidden_checks(settings, tmp_path):
+    from course import release
+    from grader import evidence
+
+    recorded_dir = tmp_path / "reference_evidence"
+    release.record_evidence([1], recorded_dir, jobs=1)
+    assert not list(recorded_dir.rglob("hidden:*")), "a release must not hold the hidden checks' evidence"
+    recorded = {path.stem: evidence.load(path) for path in (recorded_dir / "week1_regression").glob("*.npz")}
+    folder = tmp_path / "lookup"
+    folder.mkdir()
+    (folder / "week1_regression.py").write_text(LOOKUP_TABLE_MODULE.format(table=lookup_table(recorded)))
+
+    instructor = runner.grade_week(1, folder, settings)
+    hidden = [r for r in instructor.results if r.check.hidden]
+    public = [r for r in instructor.results if not r.check.hidden]
+    assert len(hidden) == 9 and all(r.check.visibility == "after_due_date" for r in hidden)
+    assert all(r.score == 0 for r in hidden), [(r.check.name, r.score) for r in hidden if r.score]
+    replayed = [r.check.name for r in public if r.score == r.max_score]
+    assert {"linear_predict: predictions", "mse_loss: value", "sigmoid: values"} <= set(replayed), replayed
+
+    student = runner.grade_week(1, folder, dataclasses.replace(settings, reference_dir=recorded_dir))
+    assert student.public_only and not any(r.check.hidden for r in student.results)
+    assert [(r.check.name, r.score) for r in student.results] == [(r.check.name, r.score) for r in public]
+    card = report.scorecard([student])
+    assert "Public checks only: 9 hidden checks" in card
+    data = report.gradescope([instructor], 1.0)
+    validate_gradescope(data)
+    assert {t["visibility"] for t in data["tests"] if "(hidden inputs)" in t["name"]} == {"after_due_date"}
+
+
+def test_hidden_inputs_come_from_the_instructors_secret(settings, monkeypatch):
+    first = runner.hidden_seed(settings)
+    assert first is not None and first == runner.hidden_seed(settings)
+    assert runner.hidden_seed(dataclasses.replace(settings, public_only=True)) is None
+    assert runner.hidden_seed(dataclasses.replace(settings, reference_dir=settings.cache_dir)) is None
+    monkeypatch.setenv(runner.HIDDEN_SECRET_VARIABLE, "a class's shared secret")
+    assert runner.hidden_seed(settings) not in (None, first)
+
+
+def test_the_jit_part_is_judged_only_when_the_eager_result_is_right():
+    from grader import checks
+    from grader import evidence as ev
+
+    def record(eager, jitted):
+        return {ev.STATUS: ev.to_array("ok"), "eager": np.float32(eager), "jit": np.float32(jitted)}
+
+    expected = record(1.0, 1.0)
+    alone = checks.Check("jit alone", "9.9", "f", 2, "f", checks.jit_agrees("jit", "eager"))
+    with_values = checks.Check("values and jit", "9.9", "f", 2, "f",
+                               checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
+    assert checks.judge_check(alone, 9, record(1.0, 1.0), expected, "").score == 2
+    assert checks.judge_check(alone, 9, record(1.0, 5.0), expected, "").score == 0  # right eagerly, wrong jitted
+    assert checks.judge_check(alone, 9, record(3.0, 5.0), expected, "").score == 2  # a value bug is not a jit bug
+    assert checks.judge_check(with_values, 9, record(3.0, 3.0), expected, "").score == 0  # and earns nothing
+    assert checks.judge_check(with_values, 9, record(1.0, 5.0), expected, "").score == 1
