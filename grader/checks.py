@@ -404,5 +404,6 @@ def hidden(name: str, task: str, function: str, probe: str, *keys: str, points: 
     `keys` judged on their values alone (a right shape earns nothing: replayed answers score 0)."""
     return Check(f"{name} (hidden inputs)", task, function, points, HIDDEN_PREFIX + probe,
                  all_of(*[values(key, rtol=rtol, atol=atol) for key in keys]),
-                 hint="right on the public inputs but not on others: is something fixed to the public inputs' "
-                      "shapes or values?", visibility="after_due_date", hidden=True)
+                 hint="the same computation as the public checks on other inputs: when those pass and this fails, "
+                      "something is fixed to the public inputs' shapes or values", visibility="after_due_date",
+                 hidden=True)

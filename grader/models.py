@@ -134,11 +134,11 @@ def probe_call(spec: ModelSpec):
         results["first_row"] = attempt(lambda: block(jitted(model, images[:1])))
         if not isinstance(results["first_row"], np.ndarray):
             results["first_row"] = attempt(lambda: block(model(images[:1])))
-        if results["eval_repeatable"] is True:
-            results.update(_gradients_and_training(model, spec, images, labels))
-        else:
+        if results["eval_repeatable"] is False:
             results["grad"] = results["losses"] = probing.PartFailure(
-                "error", "not graded: dropout is still on in eval mode (see the dropout check)")
+                "untestable", "not graded: dropout is still on in eval mode (see the dropout check)")
+        else:  # repeatable, or the call raised: then these raise the same error and say so
+            results.update(_gradients_and_training(model, spec, images, labels))
         model.train()  # two compiled calls (eager ones if compiling fails): each must draw a fresh mask
         first, second = (attempt(lambda: block(jitted(model, images))) for _ in range(2))
         if not (isinstance(first, np.ndarray) and isinstance(second, np.ndarray)):
