@@ -306,7 +306,7 @@ def reference_folder(week: int, settings: Settings) -> Path:
                     for name in failed] or [run.missing_reason]
         raise ReferenceError(f"the reference solution of week {week} failed its probes: {problems[:3]}\n"
                              f"{run.output[-2000:]}")
-    partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
+    partial = folder.with_name(folder.name + f".partial-{os.getpid()}-{threading.get_ident()}")  # threads too
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for name, record in run.evidence.items():
