@@ -318,7 +318,7 @@ def layers_match(key: str = "layers", count_key: str = "parameter_count", *, con
         counts = lambda kinds: {k: (len(v) if k != "Dropout" else "some") for k, v in kinds.items()}  # noqa: E731
         same_layers = counts(my_kinds) == counts(their_kinds)
         parts.append(Part("layers (kinds and number)", weight_layers, same_layers,
-                          f"{start}expected {_count_text(their_kinds)}, got {_count_text(my_kinds)}"))
+                          f"{start}expected {ev.layer_counts(theirs)}, got {ev.layer_counts(mine)}"))
         problems = []
         want = sorted({r["settings"]["rate"] for r in their_kinds.get("Dropout", [])})
         have = sorted({r["settings"]["rate"] for r in my_kinds.get("Dropout", [])})
@@ -341,10 +341,6 @@ def layers_match(key: str = "layers", count_key: str = "parameter_count", *, con
         return parts
 
     return judge
-
-
-def _count_text(kinds: dict) -> str:
-    return ", ".join(f"{len(records)} {kind}" for kind, records in sorted(kinds.items())) or "no layers"
 
 
 def _normal_setting(name: str, value, record: dict):

@@ -213,6 +213,14 @@ def dumps_json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def layer_counts(records: list[dict]) -> str:
+    """How many layers of each kind the layer records hold: "1 Dropout, 4 Linear"."""
+    counts = {}
+    for record in records:
+        counts[record["kind"]] = counts.get(record["kind"], 0) + 1
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items())) or "no layers"
+
+
 def match_layers(mine: list[dict], theirs: list[dict]) -> list[tuple[dict, dict]]:
     """Pairs a model's layer records with the reference's, kind by kind: first layers whose
     parameter shapes agree (in definition order), then the rest in order. Dropout layers all pair

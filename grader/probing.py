@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from grader.evidence import PartFailure, match_layers
+from grader.evidence import PartFailure, layer_counts, match_layers
 
 SUBMISSION_DIR = ""  # set by the child: the folder of the graded module, to find the student's frames
 
@@ -351,13 +351,6 @@ def grafted_model(model_class, given: dict, kwargs: dict, dropout_seed: int = 1)
             return model
     # the student's model keeps state of its own (say, an nnx.Rngs) that only an eager build fills in
     return model
-
-
-def layer_counts(records: list[dict]) -> str:
-    counts = {}
-    for record in records:
-        counts[record["kind"]] = counts.get(record["kind"], 0) + 1
-    return ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items())) or "no layers"
 
 
 def _same_layer_kinds(mine: list[dict], theirs: list[dict]) -> bool:
