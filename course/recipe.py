@@ -15,7 +15,7 @@ class Recipe:
     Attributes:
       model: builds the model from `nnx.Rngs`; the model maps a float batch (N, H, W, C) to
         outputs (N, classes).
-      train_step, eval_step: the week's jitted steps (see `course.steps`).
+      train_step, eval_step: the week's jitted steps (week 2's, or built by `course.steps`).
       dataset: the dataset trained on by default (a name for `course.data.load`).
       datasets: every dataset this model accepts.
       epochs, batch_size, learning_rate: the defaults that `course train` can override.
@@ -23,7 +23,11 @@ class Recipe:
       schedule: "constant", or "cosine" (decays to zero over the whole run), or "warmup_cosine"
         (linear warm-up over the first epoch, then cosine decay).
       prepare: maps a uint8 batch (N, H, W, C) to the model's float input; jittable.
-      augment: maps `(key, prepared_batch)` to an augmented batch during training; jittable; or None.
+      augment: maps `(key, prepared_batch, training)` to the model's input: random changes when
+        `training` is True, the batch as it is (key None) at evaluation; jittable with `training`
+        static; or None.
+      batches: maps `(key, num_examples, batch_size)` to an epoch's `(batch indices (B, batch_size),
+        step keys (B,))`, as week 4's `shuffled_batches`; or None for a numpy permutation.
       validation_fraction: share of the training split held out to choose the best checkpoint.
     """
 
@@ -38,7 +42,8 @@ class Recipe:
     optimizer: Callable[..., optax.GradientTransformation] = optax.sgd
     schedule: str = "constant"
     prepare: Callable[[jax.Array], jax.Array] | None = None
-    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    augment: Callable[[jax.Array | None, jax.Array, bool], jax.Array] | None = None
+    batches: Callable[[jax.Array, int, int], tuple[jax.Array, jax.Array]] | None = None
     validation_fraction: float = 0.0
 
     def __post_init__(self):

@@ -1,9 +1,10 @@
 """Jit-compiled train and eval steps, built once from a loss function.
 
-Every week's model trains through these two steps; a week only chooses its loss:
+Students write a train and an eval step themselves in week 2 (cross-entropy), and weeks 4 and 6
+train with those. Week 5's models have other losses and train through steps built here:
 
-    train_step = make_train_step(cross_entropy)
-    eval_step = make_eval_step(cross_entropy)
+    train_step = make_train_step(mse_pm1_loss)
+    eval_step = make_eval_step(mse_pm1_loss)
 
 The steps are plain `nnx.jit` functions: they run unchanged on CPU, GPU or TPU, and on a batch
 sharded over several devices (see `course.train.shard_batch`) with no change at all.

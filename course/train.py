@@ -97,8 +97,23 @@ def shard_batch(batch: np.ndarray, mesh: jax.sharding.Mesh | None) -> jax.Array:
 
 
 def prepare_fn(recipe: Recipe):
-    """Jitted uint8 batch -> model input, by the recipe's `prepare` (default: scale to [0, 1])."""
-    return jax.jit(recipe.prepare or transforms.to_unit_float)
+    """Jitted uint8 batch -> the model's evaluation input: the recipe's `prepare` (default: scale to
+    [0, 1]), then its `augment` with `training=False`."""
+    prepare = recipe.prepare or transforms.to_unit_float
+    if recipe.augment is None:
+        return jax.jit(prepare)
+    return jax.jit(lambda images: recipe.augment(None, prepare(images), False))
+
+
+def epoch_batches(recipe: Recipe, num_examples: int, settings: Settings, epoch: int) -> tuple[list, list]:
+    """(the epoch's batch index arrays, a key per step), from the seed and the epoch alone, so that a
+    resumed run draws what the uninterrupted one drew."""
+    epoch_key = jax.random.fold_in(jax.random.key(settings.seed), epoch)
+    if recipe.batches is not None:
+        batches, step_keys = recipe.batches(epoch_key, num_examples, settings.batch_size)
+        return list(np.asarray(batches)), list(step_keys)
+    batches = data.batch_indices(num_examples, settings.batch_size, seed=settings.seed, epoch=epoch, drop_last=True)
+    return batches, [jax.random.fold_in(epoch_key, step) for step in range(len(batches))]
 
 
 def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, epoch: int, mesh=None,
@@ -108,10 +123,9 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
     Each callback's `on_step(step, metrics, model, inputs, labels)` is called after every step,
     `step` counted from 0 over all epochs (see `course.viz.DashboardWriter`).
     """
-    prepare = prepare_fn(recipe)
-    augment = jax.jit(recipe.augment) if recipe.augment else None
-    epoch_key = jax.random.fold_in(jax.random.key(settings.seed), epoch)
-    batches = data.batch_indices(len(labels), settings.batch_size, seed=settings.seed, epoch=epoch, drop_last=True)
+    prepare = jax.jit(recipe.prepare or transforms.to_unit_float)
+    augment = jax.jit(recipe.augment, static_argnums=2) if recipe.augment else None
+    batches, step_keys = epoch_batches(recipe, len(labels), settings, epoch)
     model.train()
     # The model and optimizer are the same every step: caching their traversal saves ~1 ms of Python a step.
     step_fn = nnx.cached_partial(recipe.train_step, model, optimizer)
@@ -123,7 +137,7 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
     for step, indices in enumerate(bar):
         inputs = prepare(shard_batch(images[indices], mesh))
         if augment is not None:
-            inputs = augment(jax.random.fold_in(epoch_key, step), inputs)
+            inputs = augment(step_keys[step], inputs, True)
         batch_labels = shard_batch(labels[indices], mesh)
         metrics = step_fn(inputs, batch_labels)
         pending.append(metrics)

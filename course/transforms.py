@@ -1,6 +1,7 @@
-"""Jittable image transforms: scaling, normalisation, padding, resizing and augmentation.
+"""Jittable image transforms: scaling, normalisation, padding and resizing.
 
-All take and return NHWC batches. They run inside `jax.jit` on any device.
+All take and return NHWC batches. They run inside `jax.jit` on any device. Random augmentation
+with explicit keys is a week 4 exercise (`random_crop_flip`).
 """
 
 from collections.abc import Sequence
@@ -31,27 +32,3 @@ def resize(images: jax.Array, size: int) -> jax.Array:
     batch, _, _, channels = images.shape
     resized = jax.image.resize(images.astype(jnp.float32), (batch, size, size, channels), "bilinear")
     return resized.astype(images.dtype) if jnp.issubdtype(images.dtype, jnp.floating) else resized
-
-
-def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
-    """Mirrors each image of `images` (N, H, W, C) left-right with probability 1/2."""
-    flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
-    return jnp.where(flip, images[:, :, ::-1, :], images)
-
-
-def random_crop(key: jax.Array, images: jax.Array, padding: int) -> jax.Array:
-    """Pads `images` (N, H, W, C) by `padding` with zeros, then crops each back to H x W at a random offset."""
-    batch, height, width, _ = images.shape
-    padded = pad(images, padding)
-    offsets = jax.random.randint(key, (batch, 2), 0, 2 * padding + 1)
-
-    def crop_one(image, offset):
-        return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, image.shape[-1]))
-
-    return jax.vmap(crop_one)(padded, offsets)
-
-
-def random_crop_flip(key: jax.Array, images: jax.Array, padding: int = 4) -> jax.Array:
-    """The standard CIFAR augmentation: a random crop after zero padding, then a random flip."""
-    crop_key, flip_key = jax.random.split(key)
-    return random_flip(flip_key, random_crop(crop_key, images, padding))

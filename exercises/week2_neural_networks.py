@@ -2,12 +2,15 @@
 # fill in the TASK blocks and run `course grade` to check your work.
 """Week 2: from the perceptron to a multilayer network on MNIST and Fashion-MNIST.
 
-Three steps, as in the original course:
+Three steps, as in the original course, and a fourth that is JAX's own:
   1. The perceptron trick on 100 labelled 2-D points (`perceptron_step`).
   2. A two-layer sigmoid network on graduate admissions, its gradients derived by hand
      (`two_layer_backward`) and checked against `jax.grad`.
   3. A fully connected classifier, 784-256-128-64-10 with ReLU and dropout (`MLP`), trained on
      MNIST and Fashion-MNIST with `softmax` / `cross_entropy` written from scratch.
+  4. The training step that trains it (`train_step`, `eval_step`): a gradient with
+     `nnx.value_and_grad`, an optimizer update, compiled once by `nnx.jit`. Weeks 4 and 6 train
+     with these same two functions.
 
 How this differs from the PyTorch/numpy original:
   * Images are NHWC (N, 28, 28, 1) and are flattened row by row; with one channel this is the same
@@ -26,7 +29,6 @@ from flax import nnx
 
 from course import data, transforms
 from course.recipe import Recipe
-from course.steps import make_eval_step, make_train_step
 
 # ---------------------------------------------------------------------------------------------
 # The perceptron
@@ -259,8 +261,49 @@ class MLP(nnx.Module):
         raise NotImplementedError("Task 2.9 (MLP.__call__): not attempted")
 
 
-train_step = make_train_step(cross_entropy, accuracy)
-eval_step = make_eval_step(cross_entropy, accuracy)
+# ---------------------------------------------------------------------------------------------
+# The training step: what makes JAX JAX
+
+
+@nnx.jit
+def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array) -> dict:
+    """One step of gradient descent on `cross_entropy`, compiled once per input shape by `nnx.jit`.
+
+    `nnx.value_and_grad` differentiates a function of the model with respect to its `nnx.Param`s;
+    `optimizer.update(model, grads)` then changes the parameters (and the optimizer's own state) in
+    place. `nnx.jit` runs the Python body once per shape and dtype of the inputs, to trace it, and
+    reuses the compiled program for every later batch of those shapes. Dropout draws a fresh mask at
+    every call from the `nnx.Rngs` the model was built with; `nnx.jit` carries that state in and out.
+
+    Inputs:
+      model: in train mode (`model.train()`); maps images (N, ...) to logits (N, classes).
+      optimizer: `nnx.Optimizer(model, tx, wrt=nnx.Param)` over that model.
+      images: (N, ...) float inputs.
+      labels: (N,) integer classes.
+
+    Returns:
+      {"loss": (), "accuracy": ()}: `cross_entropy` and `accuracy` of this batch before the update.
+    """
+    # TASK 2.10: nnx.value_and_grad of the batch's loss (has_aux=True keeps the logits), then optimizer.update
+    raise NotImplementedError("Task 2.10 (train_step): not attempted")
+
+
+@nnx.jit
+def eval_step(model: nnx.Module, images: jax.Array, labels: jax.Array) -> dict:
+    """`cross_entropy` and `accuracy` of `model` on one batch, compiled once per input shape; the
+    model is not changed (call `model.eval()` first, so that dropout is off).
+
+    Inputs:
+      model: in eval mode; maps images (N, ...) to logits (N, classes).
+      images: (N, ...) float inputs.
+      labels: (N,) integer classes.
+
+    Returns:
+      {"loss": (), "accuracy": ()}.
+    """
+    # TASK 2.11: one forward pass; no gradient, no update
+    raise NotImplementedError("Task 2.11 (eval_step): not attempted")
+
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 

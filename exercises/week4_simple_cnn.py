@@ -3,7 +3,9 @@
 """Week 4: a small convolutional network (SimpleCNN) on CIFAR-10.
 
 Two 3x3 convolutions with 2x2 max-pooling, then three fully connected layers with dropout
-before the last one: 217,907 parameters, the same as the PyTorch original.
+before the last one: 217,907 parameters, the same as the PyTorch original. Then randomness with
+explicit keys: the augmentation (`random_crop_flip`, `augment`) and an epoch's shuffled batches
+(`shuffled_batches`), which the training loop calls with a key made from the seed and the epoch.
 
 Differences from the PyTorch original:
 - Images are NHWC (batch, height, width, channels), not NCHW; kernels are HWIO, not OIHW.
@@ -16,12 +18,12 @@ Differences from the PyTorch original:
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
 from course import layers, transforms
 from course.recipe import Recipe
-from course.steps import make_eval_step, make_train_step, softmax_cross_entropy
 
 
 class SimpleCNN(nnx.Module):
@@ -48,13 +50,77 @@ def prepare(images: jax.Array) -> jax.Array:
     return transforms.normalize(images, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-def augment(key: jax.Array, images: jax.Array) -> jax.Array:
-    """Random shifts of up to 2 pixels (zero padding, then a 32x32 crop) and random left-right flips."""
-    return transforms.random_crop_flip(key, images, padding=2)
+# ---------------------------------------------------------------------------------------------
+# Randomness with explicit keys: augmentation and the epoch's batches
 
 
-train_step = make_train_step(softmax_cross_entropy)
-eval_step = make_eval_step(softmax_cross_entropy)
+def random_crop_flip(key: jax.Array, images: jax.Array, padding: int) -> jax.Array:
+    """Random shifts and left-right flips, one independent draw per image; jittable.
+
+    Each image is padded with `padding` zeros on every side, cropped back to H x W at a random
+    offset (a shift of -padding..padding pixels along each axis), then mirrored left-right with
+    probability 1/2. `key` is split into one key per image, and each image's key into a shift key
+    and a flip key: a key is used once, never twice.
+
+    Inputs:
+      key: a `jax.random.key`.
+      images: (N, H, W, C) images of any dtype.
+      padding: a Python int >= 0, the largest shift (static under `jax.jit`: it sets a shape).
+
+    Returns:
+      (N, H, W, C) of the same dtype: the same key gives the same result.
+    """
+    # TASK 4.3: split(key, N); per image (jax.vmap) split again, randint the offset, bernoulli the flip
+    raise NotImplementedError("Task 4.3 (random_crop_flip): not attempted")
+
+
+def shuffled_batches(key: jax.Array, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """One epoch's minibatches: a random order of the examples, and a fresh key for every step.
+
+    The key is split in two: one key draws the order, the other is split into one key per step
+    (for that step's augmentation). The last, incomplete batch is dropped.
+
+    Inputs:
+      key: a `jax.random.key`, one per epoch.
+      num_examples, batch_size: Python ints.
+
+    Returns:
+      batches: (num_examples // batch_size, batch_size) int32 example indices, each example at most once.
+      step_keys: (num_examples // batch_size,) keys, all different.
+    """
+    # TASK 4.4: split the key; jax.random.permutation for the order; split the other key per step
+    raise NotImplementedError("Task 4.4 (shuffled_batches): not attempted")
+
+
+def augment(key: jax.Array | None, images: jax.Array, training: bool) -> jax.Array:
+    """The recipe's augmentation: in training, `random_crop_flip` with shifts of up to 2 pixels;
+    at evaluation the images as they are (and `key` may be None).
+
+    Inputs:
+      key: a `jax.random.key` (training) or None.
+      images: (N, 32, 32, 3) prepared float images.
+      training: a Python bool (static under `jax.jit`).
+
+    Returns:
+      (N, 32, 32, 3) images of the same dtype.
+    """
+    # TASK 4.5: random_crop_flip(key, images, padding=2) when training, else the images unchanged
+    raise NotImplementedError("Task 4.5 (augment): not attempted")
+
+
+def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array) -> dict:
+    """Week 2's `train_step` (yours, when this file is in exercises/): the same cross-entropy step."""
+    from .week2_neural_networks import train_step
+
+    return train_step(model, optimizer, images, labels)
+
+
+def eval_step(model: nnx.Module, images: jax.Array, labels: jax.Array) -> dict:
+    """Week 2's `eval_step` (yours, when this file is in exercises/)."""
+    from .week2_neural_networks import eval_step
+
+    return eval_step(model, images, labels)
+
 
 # The original (SGD lr 0.019, batch 20, 15 epochs, no augmentation) reached 69%; the net then
 # overfits, since the 1600->128 layer holds 94% of the weights. Flips and small shifts cut that
@@ -77,6 +143,7 @@ RECIPES = {
         schedule="warmup_cosine",
         prepare=prepare,
         augment=augment,
+        batches=shuffled_batches,
         validation_fraction=0.2,
     ),
 }

@@ -182,7 +182,7 @@ def compare(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> 
     return same_kind, False, detail
 
 
-def _missing(got: dict, key: str, what: str, weight: float) -> Part | None:
+def absent(got: dict, key: str, what: str, weight: float) -> Part | None:
     """A failed Part when `key` is absent from the evidence, explaining why."""
     if key in got:
         return None
@@ -204,7 +204,7 @@ def same(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, atol:
     def judge(got: dict, expected: dict) -> list[Part]:
         if key not in expected:
             raise KeyError(f"reference evidence lacks {key}")
-        missing = _missing(got, key, what, shape_weight + value_weight)
+        missing = absent(got, key, what, shape_weight + value_weight)
         if missing:
             return [missing]
         shape_ok, values_ok, detail = compare(got[key], expected[key], rtol, atol)
@@ -222,7 +222,7 @@ def values(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, ato
     what = what or key
 
     def judge(got: dict, expected: dict) -> list[Part]:
-        missing = _missing(got, key, what, weight)
+        missing = absent(got, key, what, weight)
         if missing:
             return [missing]
         shape_ok, values_ok, detail = compare(got[key], expected[key], rtol, atol)
@@ -235,7 +235,7 @@ def finite(key: str, what: str, weight: float = 1.0, hint: str = "") -> Judge:
     """Judge: the array under `key` is all finite (no inf, no NaN), whatever its values."""
 
     def judge(got: dict, expected: dict) -> list[Part]:
-        missing = _missing(got, key, what, weight)
+        missing = absent(got, key, what, weight)
         if missing:
             return [missing]
         array = got[key]
@@ -253,13 +253,13 @@ def jit_agrees(jit_key: str, eager_key: str, what: str = "works under jax.jit", 
     the eager call raised, there is nothing to compare and the part fails with that error."""
 
     def judge(got: dict, expected: dict) -> list[Part]:
-        missing = _missing(got, eager_key, what, weight)
+        missing = absent(got, eager_key, what, weight)
         if missing:
             return [missing]
         _, eager_right, _ = compare(got[eager_key], expected[eager_key], DEFAULT_RTOL, DEFAULT_ATOL)
         if not eager_right:  # not judged: neither lost nor earned (the eager part already lost its points)
             return [Part(what, 0.0, True)]
-        missing = _missing(got, jit_key, what, weight)
+        missing = absent(got, jit_key, what, weight)
         if missing:
             return [dataclasses.replace(missing, hint=hint)]
         shape_ok, values_ok, detail = compare(got[jit_key], expected[jit_key], DEFAULT_RTOL, DEFAULT_ATOL)
@@ -273,7 +273,7 @@ def flag(key: str, what: str, weight: float = 1.0, failed: str = "", hint: str =
     """Judge: the graded code's boolean `key` equals the reference's (e.g. 'two train-mode calls differ')."""
 
     def judge(got: dict, expected: dict) -> list[Part]:
-        missing = _missing(got, key, what, weight)
+        missing = absent(got, key, what, weight)
         if missing:
             return [missing]
         ok = got[key].shape == () and got[key].dtype.kind == "b" and bool(got[key]) == bool(expected[key])
@@ -308,7 +308,7 @@ def layers_match(key: str = "layers", count_key: str = "parameter_count", *, con
     start = f"{context}: " if context else ""
 
     def judge(got: dict, expected: dict) -> list[Part]:
-        missing = _missing(got, key, "model layers", weight_layers + weight_settings + weight_count)
+        missing = absent(got, key, "model layers", weight_layers + weight_settings + weight_count)
         if missing:
             return [missing]
         mine, theirs = json.loads(str(got[key])), json.loads(str(expected[key]))
@@ -380,7 +380,7 @@ def parameters_match(prefix: str, what: str, *, rtol: float = DEFAULT_RTOL, atol
     def judge(got: dict, expected: dict) -> list[Part]:
         keys = sorted(key for key in expected if key.startswith(prefix))
         failure_key = prefix.rstrip(":")
-        missing = _missing(got, failure_key, what, weight) if not any(k.startswith(prefix) for k in got) else None
+        missing = absent(got, failure_key, what, weight) if not any(k.startswith(prefix) for k in got) else None
         if missing:
             return [missing]
         for key in keys:

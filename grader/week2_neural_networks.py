@@ -1,12 +1,12 @@
 """Week 2 checks: the perceptron, a two-layer network with hand-written backprop, softmax,
-cross-entropy, accuracy and the MLP."""
+cross-entropy, accuracy, the MLP, and the jitted train and eval steps."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grader import models
+from grader import models, steps
 from grader.checks import Check, all_of, finite, hidden, jit_agrees, same, values
 from grader.probing import attempt, block, normal, rng, stand_ins
 
@@ -20,6 +20,11 @@ def _two_layer_forward(params, features):
 
 
 STAND_INS = {"two_layer_forward": _two_layer_forward}
+# the steps are graded on their own: the week's cross_entropy and accuracy are the library's meanwhile
+STEP_STAND_INS = {
+    "cross_entropy": lambda logits, labels: optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(),
+    "accuracy": lambda logits, labels: jnp.mean(jnp.argmax(logits, axis=-1) == labels),
+}
 
 
 def setup(week):
@@ -94,6 +99,16 @@ def probe_accuracy(week, given):
             "jit": attempt(lambda: block(jax.jit(week.accuracy)(logits, labels)))}
 
 
+def probe_train_step(week, given):
+    with stand_ins(week, STEP_STAND_INS):
+        return steps.probe_train_step(week.train_step)
+
+
+def probe_eval_step(week, given):
+    with stand_ins(week, STEP_STAND_INS):
+        return steps.probe_eval_step(week.eval_step)
+
+
 PROBES = {
     "perceptron_step": probe_perceptron_step,
     "two_layer_forward": probe_two_layer_forward,
@@ -103,6 +118,8 @@ PROBES = {
     "cross_entropy": probe_cross_entropy,
     "accuracy": probe_accuracy,
     **models.probes(MLP),
+    "train_step": probe_train_step,
+    "eval_step": probe_eval_step,
 }
 
 CHECKS = [
@@ -131,6 +148,8 @@ CHECKS = [
     Check("accuracy: value", "2.7", "accuracy", 1, "accuracy",
           all_of(same("accuracy"), jit_agrees("jit", "accuracy"))),
     *models.checks(MLP),
+    *steps.train_step_checks("2.10"),
+    *steps.eval_step_checks("2.11"),
     hidden("perceptron_step", "2.1", "perceptron_step", "perceptron_step", "weights", "bias"),
     hidden("two_layer_forward", "2.2", "two_layer_forward", "two_layer_forward", "hidden", "output"),
     hidden("two_layer_loss", "2.3", "two_layer_loss", "two_layer_loss", "loss"),

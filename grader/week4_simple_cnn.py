@@ -1,14 +1,251 @@
-"""Week 4 checks: SimpleCNN's layers (`__init__`) and forward pass (`__call__`)."""
+"""Week 4 checks: SimpleCNN's layers (`__init__`) and forward pass (`__call__`), and randomness with
+explicit keys: `random_crop_flip`, `shuffled_batches` and the recipe's `augment`.
+
+The random functions are judged on properties, not on the reference's exact draws, since any correct
+way of drawing is right: each augmented image must be one of the (2p + 1)^2 shifts of its original,
+maybe mirrored, with about half mirrored and the shifts spread; an epoch's batches must hold each
+example at most once, in a shuffled order, with a different key for every step.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from grader import models
+from grader.checks import HIDDEN_PREFIX, Check, Part, absent, all_of, hidden, jit_agrees, same, values
+from grader.probing import attempt, block, normal, rng, stand_ins
 
 SIMPLE_CNN = models.ModelSpec("SimpleCNN", "4.1", "4.2", input_shape=(32, 32, 3), other_kwargs={"num_classes": 7})
+PADDING = 2
+IMAGES_SHAPE = (256, 5, 6, 2)  # many small images: the share flipped is then close to 1/2
+NUM_EXAMPLES, BATCH_SIZE = 103, 10
 
 
 def setup(week):
     return models.setup(week, [SIMPLE_CNN])
 
 
-PROBES = models.probes(SIMPLE_CNN)
+def probe_random_crop_flip(week, given):
+    images = normal(300, IMAGES_SHAPE)
+    key = jax.random.key(int(rng(301).integers(2**31)))
+    other_key = jax.random.key(int(rng(302).integers(2**31)))
+    jitted = jax.jit(week.random_crop_flip, static_argnums=2)
+    compiled = attempt(lambda: block(jitted(key, images, PADDING)))
+    results = {"inputs": images, "compiles": isinstance(compiled, np.ndarray) or compiled}
 
-CHECKS = models.checks(SIMPLE_CNN)
+    def augmented(key, images, padding=PADDING):  # compiled; eager (slower) where it cannot be compiled
+        found = attempt(lambda: block(jitted(key, images, padding))) if results["compiles"] is True else None
+        return found if isinstance(found, np.ndarray) else attempt(lambda: block(week.random_crop_flip(key, images, padding)))
+
+    return {**results, "augmented": augmented(key, images), "again": augmented(key, images),
+            "other_key": augmented(other_key, images), "uint8": augmented(key, np.full((3, 4, 4, 1), 7, np.uint8), 1)}
+
+
+def _key_bits(keys) -> np.ndarray:
+    keys = jnp.asarray(keys)
+    return np.asarray(jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys)
+
+
+def probe_shuffled_batches(week, given):
+    key, other_key = (jax.random.key(int(seed)) for seed in rng(310).integers(2**31, size=2))
+
+    def batches_and_keys(key):
+        batches, step_keys = week.shuffled_batches(key, NUM_EXAMPLES, BATCH_SIZE)
+        return np.asarray(batches), _key_bits(step_keys)
+
+    first, again, other = (attempt(batches_and_keys, chosen) for chosen in (key, key, other_key))
+    results = {}
+    for name, found in (("batches", first), ("again", again), ("other_key", other)):
+        results[name] = found[0] if isinstance(found, tuple) else found
+    results["step_keys"] = first[1] if isinstance(first, tuple) else first
+    return results
+
+
+# stands in for the week's random_crop_flip while `augment` is graded: any function of the key,
+# the images and the padding shows whether augment passes them on
+def _crop_flip_stand_in(key, images, padding):
+    return images + padding + jax.random.uniform(key, images.shape, images.dtype)
+
+
+def probe_augment(week, given):
+    images = normal(320, (4, 6, 6, 3))
+    key = jax.random.key(int(rng(321).integers(2**31)))
+    with stand_ins(week, {"random_crop_flip": _crop_flip_stand_in}):
+        return {
+            "training": attempt(lambda: block(week.augment(key, images, True))),
+            "jit": attempt(lambda: block(jax.jit(week.augment, static_argnums=2)(key, images, True))),
+            "evaluation": attempt(lambda: block(week.augment(None, images, False))),
+            "evaluation_with_key": attempt(lambda: block(week.augment(key, images, False))),
+        }
+
+
+PROBES = {
+    **models.probes(SIMPLE_CNN),
+    "random_crop_flip": probe_random_crop_flip,
+    "shuffled_batches": probe_shuffled_batches,
+    "augment": probe_augment,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Judges of the random functions
+
+
+def shifts_and_flips(inputs: np.ndarray, augmented: np.ndarray, padding: int) -> list[tuple[int, int, bool] | None]:
+    """For each augmented image, the (row shift, column shift, mirrored) that makes it from its
+    original (zero padding), or None when no shift within `padding` does."""
+    height, width = inputs.shape[1:3]
+    padded = np.pad(inputs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    found = [None] * len(inputs)
+    for top in range(2 * padding + 1):
+        for left in range(2 * padding + 1):
+            crops = padded[:, top:top + height, left:left + width]
+            for mirrored, candidates in ((False, crops), (True, crops[:, :, ::-1])):
+                matches = np.all(candidates == augmented, axis=(1, 2, 3))
+                for index in np.flatnonzero(matches):
+                    found[index] = found[index] or (top - padding, left - padding, mirrored)
+    return found
+
+
+def _is_array_like(got, key, reference) -> Part | None:
+    array = got.get(key)
+    if array is None or array.shape != reference.shape or array.dtype != reference.dtype:
+        shape = "nothing" if array is None else f"{array.dtype}{list(array.shape)}"
+        return Part("shape and dtype kept", 1.0, False, f"expected {reference.dtype}{list(reference.shape)}, got {shape}")
+    return None
+
+
+def crop_flip_geometry(got: dict, expected: dict) -> list[Part]:
+    missing = absent(got, "augmented", "augmented images", 3.0)
+    if missing is not None:
+        return [missing]
+    inputs, augmented = expected["inputs"], got["augmented"]
+    wrong_shape = _is_array_like(got, "augmented", inputs)
+    uint8 = got.get("uint8")
+    dtype_kept = uint8 is not None and uint8.dtype == np.uint8 and uint8.shape == (3, 4, 4, 1)
+    if wrong_shape:
+        return [wrong_shape, Part("each image shifted within the padding, maybe mirrored", 2.0, False, "not judged")]
+    found = shifts_and_flips(inputs, augmented, PADDING)
+    unmatched = [index for index, match in enumerate(found) if match is None]
+    return [
+        Part("shape and dtype kept", 1.0, dtype_kept, "" if dtype_kept else "uint8 images did not stay uint8 (3, 4, 4, 1)"),
+        Part(f"each image is its original shifted by at most {PADDING} pixels (zeros fill in) and maybe mirrored "
+             "left-right", 2.0, not unmatched,
+             f"{len(unmatched)} of {len(found)} images are no such shift, e.g. image {unmatched[0]}" if unmatched else "",
+             hint="pad H and W with zeros, crop back at an offset in 0..2*padding, mirror along the width axis "
+                  "(axis 1 of one image (H, W, C), axis 2 of the batch)"),
+    ]
+
+
+def crop_flip_randomness(got: dict, expected: dict) -> list[Part]:
+    missing = absent(got, "augmented", "augmented images", 1.0)
+    if missing is not None:
+        return [missing]
+    inputs = expected["inputs"]
+    parts = []
+    for key, what, should_equal in (("again", "the same key gives the same images", True),
+                                    ("other_key", "another key gives other images", False)):
+        ok = all(name in got and got[name].shape == inputs.shape for name in ("augmented", key)) and (
+            np.array_equal(got["augmented"], got[key]) == should_equal)
+        parts.append(Part(what, 1.0, ok, "" if ok else f"{'different' if should_equal else 'the same'} images",
+                          hint="draw everything from the key passed in: no global state, no fixed key"))
+    found = (shifts_and_flips(inputs, got["augmented"], PADDING)
+             if "augmented" in got and got["augmented"].shape == inputs.shape else [])
+    matched = [match for match in found if match is not None]
+    share = np.mean([mirrored for _, _, mirrored in matched]) if matched else 0.0
+    parts.append(Part("about half of the images mirrored", 1.0, bool(matched) and 0.35 <= share <= 0.65,
+                      f"{share:.0%} of {len(matched)} recognisable images mirrored",
+                      hint="jax.random.bernoulli(key, 0.5) per image"))
+    spread = {row for row, _, _ in matched} | {-100 - column for _, column, _ in matched}
+    everything = set(range(-PADDING, PADDING + 1)) | {-100 - column for column in range(-PADDING, PADDING + 1)}
+    parts.append(Part(f"shifts spread over -{PADDING}..{PADDING} along both axes", 1.0, bool(matched) and spread == everything,
+                      "some shifts never occur over 256 images",
+                      hint="each image's offset from jax.random.randint(key, (2,), 0, 2 * padding + 1)"))
+    return parts
+
+
+def crop_flip_jit(got: dict, expected: dict) -> list[Part]:
+    missing = absent(got, "augmented", "works under jax.jit", 1.0)
+    if missing is not None:  # not judged when the plain call fails too: that costs points elsewhere
+        return [missing] if missing.not_attempted else [Part("works under jax.jit", 0.0, True)]
+    missing = absent(got, "compiles", "works under jax.jit (padding static)", 1.0)
+    if missing is not None:
+        return [dataclasses.replace(missing, hint="padding sets a shape, so it is static; nothing may branch in "
+                                                  "Python on a traced value or call numpy on it")]
+    return [Part("works under jax.jit (padding static)", 1.0, bool(got["compiles"]), "")]
+
+
+def batches_order(got: dict, expected: dict) -> list[Part]:
+    missing = absent(got, "batches", "batches", 3.0)
+    if missing is not None:
+        return [missing]
+    batches = got["batches"]
+    wanted = (NUM_EXAMPLES // BATCH_SIZE, BATCH_SIZE)
+    shape_ok = batches.shape == wanted and batches.dtype.kind in "iu"
+    flat = batches.reshape(-1) if shape_ok else np.zeros(0)
+    distinct = shape_ok and len(set(flat.tolist())) == flat.size and 0 <= flat.min() and flat.max() < NUM_EXAMPLES
+    shuffled = distinct and not np.array_equal(np.sort(flat), flat)
+    return [
+        Part("shape (num_examples // batch_size, batch_size) of integers", 1.0, shape_ok,
+             f"expected int{list(wanted)} for {NUM_EXAMPLES} examples in batches of {BATCH_SIZE}, got "
+             f"{batches.dtype}{list(batches.shape)}", hint="drop the last, incomplete batch"),
+        Part(f"each example (0..{NUM_EXAMPLES - 1}) at most once", 1.0, bool(distinct), "an example repeats or is out of range",
+             hint="a permutation, not independent random indices"),
+        Part("a shuffled order", 1.0, bool(shuffled), "the examples come in their natural order",
+             hint="jax.random.permutation(order_key, num_examples)"),
+    ]
+
+
+def batches_keys(got: dict, expected: dict) -> list[Part]:
+    missing = absent(got, "batches", "batches", 2.0)
+    if missing is not None:
+        return [missing]
+    parts = []
+    for key, what, should_equal in (("again", "the same key gives the same batches", True),
+                                    ("other_key", "another key gives another order", False)):
+        ok = "batches" in got and key in got and got[key].shape == got["batches"].shape and (
+            np.array_equal(got["batches"], got[key]) == should_equal)
+        parts.append(Part(what, 1.0, bool(ok), "" if ok else f"{'different' if should_equal else 'the same'} batches"))
+    return parts
+
+
+def step_keys_differ(got: dict, expected: dict) -> list[Part]:
+    missing = absent(got, "step_keys", "step keys", 1.0)
+    if missing is not None:
+        return [missing]
+    keys = got["step_keys"]
+    count = NUM_EXAMPLES // BATCH_SIZE
+    rows = keys.reshape(keys.shape[0], -1) if keys.ndim else keys.reshape(1, 1)
+    ok = keys.shape[0:1] == (count,) and len({row.tobytes() for row in rows}) == count
+    return [Part("a different key for every step", 1.0, bool(ok),
+                 f"expected {count} different keys, got {len({row.tobytes() for row in rows})} different "
+                 f"among {keys.shape[0] if keys.ndim else 1}",
+                 hint="jax.random.split(steps_key, num_batches): one key per step, none used twice")]
+
+
+CHECKS = [
+    *models.checks(SIMPLE_CNN),
+    Check("random_crop_flip: shifted within the padding, maybe mirrored", "4.3", "random_crop_flip", 3,
+          "random_crop_flip", crop_flip_geometry),
+    Check("random_crop_flip: driven by the key", "4.3", "random_crop_flip", 2, "random_crop_flip",
+          crop_flip_randomness),
+    Check("random_crop_flip: works under jax.jit", "4.3", "random_crop_flip", 1, "random_crop_flip", crop_flip_jit),
+    Check("shuffled_batches: each example at most once, shuffled", "4.4", "shuffled_batches", 2, "shuffled_batches",
+          batches_order),
+    Check("shuffled_batches: the order follows the key", "4.4", "shuffled_batches", 1, "shuffled_batches",
+          batches_keys, hint="draw the order from (a key split from) the key passed in"),
+    Check("shuffled_batches: a new key for every step", "4.4", "shuffled_batches", 1, "shuffled_batches",
+          step_keys_differ),
+    Check("augment: random_crop_flip with padding 2 in training", "4.5", "augment", 1.5, "augment",
+          all_of(same("training", "training batch"), jit_agrees("jit", "training", "works under jax.jit")),
+          hint="random_crop_flip(key, images, padding=2) when training is True"),
+    Check("augment: the images as they are at evaluation", "4.5", "augment", 1.5, "augment",
+          all_of(values("evaluation", "evaluation batch (key None)"),
+                 values("evaluation_with_key", "evaluation batch (with a key)")),
+          hint="evaluation must see the real images: no random change when training is False"),
+    Check("random_crop_flip: shifted within the padding, maybe mirrored (hidden inputs)", "4.3", "random_crop_flip", 1,
+          HIDDEN_PREFIX + "random_crop_flip", crop_flip_geometry, visibility="after_due_date", hidden=True),
+    hidden("augment", "4.5", "augment", "augment", "training", "evaluation"),
+]

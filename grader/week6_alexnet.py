@@ -1,9 +1,10 @@
-"""Week 6 checks: resizing to 227, AlexNet's feature-map size, and AlexNet (probed at 99x99 inputs
-to stay fast: the layers are those at 227, and the last feature map is 2x2, so the flatten order shows)."""
+"""Week 6 checks: resizing to 227, AlexNet's feature-map size, AlexNet (probed at 99x99 inputs
+to stay fast: the layers are those at 227, and the last feature map is 2x2, so the flatten order shows),
+and data parallelism: a batch split over 8 CPU devices, the state replicated, one step from there."""
 
 import numpy as np
 
-from grader import models
+from grader import models, steps
 from grader.checks import Check, all_of, hidden, same
 from grader.probing import attempt, block, normal
 
@@ -15,7 +16,7 @@ ALEXNET = models.ModelSpec("AlexNet", "6.3", "6.4", input_shape=(SMALL, SMALL, 3
 
 
 def setup(week):
-    return models.setup(week, [ALEXNET])
+    return {**models.setup(week, [ALEXNET]), **steps.one_device_step()}
 
 
 def probe_resize_227(week, given):
@@ -31,6 +32,7 @@ PROBES = {
     "resize_227": probe_resize_227,
     "final_map_size": probe_final_map_size,
     **models.probes(ALEXNET),
+    "data_parallel": steps.probe_data_parallel,
 }
 
 CHECKS = [
@@ -40,5 +42,6 @@ CHECKS = [
           all_of(*[same(f"size_{size}", f"input {size}", shape_weight=0, value_weight=1) for size in (67, 99, 131, 227, 300)]),
           hint="C1: (s - 11) // 4 + 1, then three times (s - 3) // 2 + 1"),
     *models.checks(ALEXNET),
+    *steps.data_parallel_checks("6.5", "6.6"),
     hidden("resize_227", "6.1", "resize_227", "resize_227", "resized"),
 ]

@@ -21,3 +21,17 @@ def real_data_dir() -> Path:
     if not (folder / "mnist").is_dir():
         pytest.skip(f"real datasets not found in {folder}; set COURSE_DATA_DIR")
     return folder
+
+
+def run_on_eight_cpu_devices(script: str) -> str:
+    """Runs `script` in a fresh Python whose jax sees 8 CPU devices; returns its standard output."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+                   "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root)}
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

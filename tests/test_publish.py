@@ -1,10 +1,18 @@
 """Tests of `course publish`: exercises generated from the solutions' task markers."""
 
 import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from course import publish
+
+REPO = Path(__file__).resolve().parent.parent
 
 SOLUTION = '''"""A module."""
 
@@ -92,3 +100,49 @@ def test_every_solution_has_tasks_numbered_in_order():
         source = (publish.REPO / "solutions" / f"{name}.py").read_text()
         ids = [task.id for task in publish.find_tasks(source, name)]
         assert ids == [f"{week}.{n}" for n in range(1, len(ids) + 1)], (name, ids)
+
+
+def filled_in(exercise: str, solution: str, task_ids: set[str]) -> str:
+    """The exercise with the tasks `task_ids` written as the solution writes them."""
+    solution_lines = solution.splitlines()
+    blocks = {task.id: solution_lines[task.begin:task.end - 1] for task in publish.find_tasks(solution)}
+    lines, skip_raise = [], False
+    for line in exercise.splitlines():
+        task = re.match(r"\s*# TASK (\d+\.\d+):", line)
+        if task and task[1] in task_ids:
+            lines += blocks[task[1]]
+            skip_raise = True
+        elif skip_raise:
+            assert "raise NotImplementedError" in line
+            skip_raise = False
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def train_mlp(root: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "course", "train", "mlp", "--dataset", "shapes_gray", "--epochs", "2", "--quiet"]
+    environment = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def test_course_train_from_exercises_trains_with_the_students_step(tmp_path):
+    """A student release (course/ and exercises/, no solutions/) trains with the student's own
+    week 2 code: with the tasks filled in, to the reference's accuracy; with train_step left, not at all."""
+    release = tmp_path / "release"
+    shutil.copytree(REPO / "course", release / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "exercises", release / "exercises", ignore=shutil.ignore_patterns("__pycache__"))
+    exercise = (REPO / "exercises" / "week2_neural_networks.py").read_text()
+    solution = (REPO / "solutions" / "week2_neural_networks.py").read_text()
+    week2 = release / "exercises" / "week2_neural_networks.py"
+
+    week2.write_text(filled_in(exercise, solution, {"2.6", "2.7", "2.8", "2.9", "2.11"}))
+    stopped = train_mlp(release)
+    assert stopped.returncode != 0 and "Task 2.10 (train_step): not attempted" in stopped.stdout + stopped.stderr
+
+    week2.write_text(filled_in(exercise, solution, {"2.6", "2.7", "2.8", "2.9", "2.10", "2.11"}))
+    student, reference = train_mlp(release), train_mlp(REPO)
+    assert student.returncode == 0, student.stderr[-2000:]
+    accuracy = re.compile(r"mlp on shapes_gray: test accuracy (\d+\.\d+)%")
+    assert accuracy.search(student.stdout) and accuracy.search(reference.stdout), (student.stdout, reference.stdout)
+    assert float(accuracy.search(student.stdout)[1]) == pytest.approx(float(accuracy.search(reference.stdout)[1]), abs=0.5)

@@ -1,9 +1,6 @@
 """course.train and course.steps: the loop, determinism, checkpoints and exact resume, data parallelism."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -14,8 +11,10 @@ import pytest
 from flax import nnx
 
 from course import steps, train
+from tests.conftest import run_on_eight_cpu_devices
 from course.layers import max_pool
 from course.recipe import Recipe
+from solutions.week4_simple_cnn import shuffled_batches
 
 
 class TinyCNN(nnx.Module):
@@ -99,8 +98,26 @@ def test_fit_is_deterministic_for_a_seed():
     assert measured(first) != measured(other_seed)
 
 
+def jitter(key, images, training):
+    return images + 0.01 * jax.random.normal(key, images.shape) if training else images
+
+
+def test_augmentation_is_off_at_evaluation_and_batches_follow_the_recipe():
+    shifted = tiny_recipe(epochs=1, augment=lambda key, images, training: images + 5.0 if training else images)
+    model, optimizer = train.build(shifted, train.Settings("tiny", "shapes_gray", 1, 50, 3e-3, 0), 10)
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
+    labels = np.arange(20, dtype=np.int32) % 10
+    np.testing.assert_allclose(train.evaluate(shifted, model, images, labels)["loss"],
+                               train.evaluate(tiny_recipe(), model, images, labels)["loss"], rtol=1e-6)
+    settings = train.Settings("tiny", "shapes_gray", 1, 50, 3e-3, seed=7)
+    batches, step_keys = train.epoch_batches(tiny_recipe(batches=shuffled_batches), 230, settings, epoch=2)
+    again, _ = train.epoch_batches(tiny_recipe(batches=shuffled_batches), 230, settings, epoch=2)
+    assert len(batches) == len(step_keys) == 4 and all(len(batch) == 50 for batch in batches)
+    assert len(set(np.concatenate(batches).tolist())) == 200 and all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
-    recipe = tiny_recipe(augment=lambda key, images: images + 0.01 * jax.random.normal(key, images.shape))
+    recipe = tiny_recipe(augment=jitter, batches=shuffled_batches)
     uninterrupted = train.fit(recipe, out_dir=tmp_path / "whole", **FIT)
 
     save = train.save_checkpoint
@@ -183,10 +200,4 @@ EIGHT_DEVICES = textwrap.dedent("""
 
 
 def test_data_parallel_step_on_eight_devices_matches_one_device():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-                   "JAX_PLATFORMS": "cpu", "PYTHONPATH": root}
-    result = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], cwd=root, env=environment,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "EIGHT DEVICES MATCH" in result.stdout
+    assert "EIGHT DEVICES MATCH" in run_on_eight_cpu_devices(EIGHT_DEVICES)

@@ -9,7 +9,18 @@ import optax
 import pytest
 from flax import nnx
 
-from solutions.week4_simple_cnn import RECIPES, SimpleCNN, augment, eval_step, prepare, train_step
+from hypothesis import given, settings, strategies as st
+
+from solutions.week4_simple_cnn import (
+    RECIPES,
+    SimpleCNN,
+    augment,
+    eval_step,
+    prepare,
+    random_crop_flip,
+    shuffled_batches,
+    train_step,
+)
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -145,18 +156,69 @@ def test_prepare_maps_uint8_to_minus_one_one():
     np.testing.assert_allclose(prepared.ravel(), [-1.0, 51 / 255 * 2 - 1, 1.0], rtol=1e-6, atol=1e-6)
 
 
-def test_augment_only_shifts_by_at_most_two_pixels_and_flips():
+def shift_and_flip_of(original, result, padding):
+    """(row shift, column shift, mirrored) that makes `result` from `original` with zero padding, or None."""
+    height, width = original.shape[:2]
+    padded = np.pad(np.asarray(original), ((padding, padding), (padding, padding), (0, 0)))
+    for top, left, mirrored in itertools.product(range(2 * padding + 1), range(2 * padding + 1), (False, True)):
+        crop = padded[top:top + height, left:left + width]
+        if np.array_equal(result, crop[:, ::-1] if mirrored else crop):
+            return top - padding, left - padding, mirrored
+    return None
+
+
+@pytest.mark.parametrize("padding", [0, 1, 3])
+def test_random_crop_flip_shifts_within_the_padding_and_mirrors_about_half(padding):
+    images = random_images(8, (300, 5, 7, 2))
+    augmented = np.asarray(random_crop_flip(jax.random.key(1), images, padding))
+    assert augmented.shape == images.shape and augmented.dtype == np.float32
+    found = [shift_and_flip_of(image, result, padding) for image, result in zip(np.asarray(images), augmented)]
+    assert None not in found
+    assert 0.4 < np.mean([mirrored for _, _, mirrored in found]) < 0.6
+    assert {row for row, _, _ in found} == set(range(-padding, padding + 1))
+    assert {column for _, column, _ in found} == set(range(-padding, padding + 1))
+
+
+def test_random_crop_flip_follows_its_key_and_jits():
+    images = random_images(9, (16, 8, 8, 3))
+    key = jax.random.key(2)
+    first = random_crop_flip(key, images, 2)
+    np.testing.assert_array_equal(first, random_crop_flip(key, images, 2))
+    assert not np.array_equal(first, random_crop_flip(jax.random.key(3), images, 2))
+    np.testing.assert_array_equal(jax.jit(random_crop_flip, static_argnums=2)(key, images, 2), first)
+    as_bytes = random_crop_flip(key, jnp.full((3, 4, 4, 1), 9, jnp.uint8), 1)
+    assert as_bytes.dtype == jnp.uint8 and set(np.unique(as_bytes)) <= {0, 9}
+
+
+@settings(max_examples=25, deadline=None)
+@given(num_examples=st.integers(1, 200), batch_size=st.integers(1, 64), seed=st.integers(0, 2**31 - 1))
+def test_shuffled_batches_visit_each_example_at_most_once_with_a_key_per_step(num_examples, batch_size, seed):
+    batches, step_keys = shuffled_batches(jax.random.key(seed), num_examples, batch_size)
+    num_batches = num_examples // batch_size
+    assert batches.shape == (num_batches, batch_size) and batches.dtype == jnp.int32
+    visited = np.asarray(batches).ravel()
+    assert len(set(visited.tolist())) == visited.size and (visited.size == 0 or 0 <= visited.min() <= visited.max() < num_examples)
+    assert step_keys.shape == (num_batches,)
+    assert len({bits.tobytes() for bits in np.asarray(jax.random.key_data(step_keys))}) == num_batches
+
+
+def test_shuffled_batches_follow_the_key():
+    first, keys = shuffled_batches(jax.random.key(0), 1000, 100)
+    again, keys_again = shuffled_batches(jax.random.key(0), 1000, 100)
+    other, _ = shuffled_batches(jax.random.key(1), 1000, 100)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(jax.random.key_data(keys), jax.random.key_data(keys_again))
+    assert not np.array_equal(first, other)
+    assert not np.array_equal(np.sort(first.ravel()), first.ravel())  # shuffled, not in order
+
+
+def test_augment_crops_and_flips_in_training_only():
     images = random_images(8, (6, 32, 32, 3))
-    augmented = jax.jit(augment)(jax.random.key(0), images)
-    assert augmented.shape == images.shape
-    padded = np.pad(np.asarray(images), ((0, 0), (2, 2), (2, 2), (0, 0)))
-    for image, result in zip(padded, np.asarray(augmented)):
-        candidates = (
-            crop[:, ::-1] if flip else crop
-            for dy, dx, flip in itertools.product(range(5), range(5), (False, True))
-            for crop in [image[dy:dy + 32, dx:dx + 32]]
-        )
-        assert any(np.array_equal(result, candidate) for candidate in candidates)
+    key = jax.random.key(0)
+    augmented = jax.jit(augment, static_argnums=2)(key, images, True)
+    np.testing.assert_array_equal(augmented, random_crop_flip(key, images, 2))
+    np.testing.assert_array_equal(augment(None, images, False), images)
+    np.testing.assert_array_equal(augment(key, images, False), images)
 
 
 def test_recipe():

@@ -1,6 +1,6 @@
 """Tests of week 6: AlexNet's size at 227x227 (shapes only), its forward pass at small sizes, steps, recipe."""
 
-import itertools
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,8 @@ from solutions.week6_alexnet import (
     resize_227,
     train_step,
 )
+from solutions.week4_simple_cnn import random_crop_flip
+from tests.conftest import run_on_eight_cpu_devices
 
 HIGHEST = jax.lax.Precision.HIGHEST
 FULL_SIZE_PARAMETERS = 43_553_542
@@ -185,18 +187,47 @@ def test_prepare_normalises_then_resizes():
     np.testing.assert_allclose(prepared[1], 1.0, atol=1e-6)
 
 
-def test_augment_only_shifts_by_an_eighth_of_the_side_and_flips():
+def test_augment_is_week_4s_crop_flip_with_an_eighth_of_the_side_in_training_only():
     images = random_images(6, (4, 16, 16, 2))  # padding 16 // 8 = 2
-    augmented = jax.jit(augment)(jax.random.key(0), images)
-    assert augmented.shape == images.shape
-    padded = np.pad(np.asarray(images), ((0, 0), (2, 2), (2, 2), (0, 0)))
-    for image, result in zip(padded, np.asarray(augmented)):
-        candidates = (
-            crop[:, ::-1] if flip else crop
-            for dy, dx, flip in itertools.product(range(5), range(5), (False, True))
-            for crop in [image[dy:dy + 16, dx:dx + 16]]
-        )
-        assert any(np.array_equal(result, candidate) for candidate in candidates)
+    key = jax.random.key(0)
+    augmented = jax.jit(augment, static_argnums=2)(key, images, True)
+    np.testing.assert_array_equal(augmented, random_crop_flip(key, images, 2))
+    np.testing.assert_array_equal(augment(None, images, False), images)
+
+
+EIGHT_DEVICES = textwrap.dedent("""
+    import jax, numpy as np, optax
+    from flax import nnx
+    from jax.sharding import PartitionSpec
+    from solutions import week2_neural_networks as week2, week6_alexnet as week6
+    assert jax.device_count() == 8, jax.devices()
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    images = np.random.default_rng(0).normal(size=(32, 28, 28, 1)).astype(np.float32)
+    labels = (np.arange(32) % 10).astype(np.int32)
+    sharded = week6.shard_batch(mesh, images)
+    assert sharded.sharding.spec == PartitionSpec("data") and len(sharded.addressable_shards) == 8
+    assert {shard.data.shape for shard in sharded.addressable_shards} == {(4, 28, 28, 1)}
+    results = []
+    for parallel in (False, True):
+        model = week2.MLP(hidden=(32,), rngs=nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+        for _ in range(2):
+            metrics = (week6.data_parallel_step(mesh, model, optimizer, images, labels) if parallel
+                       else week2.train_step(model, optimizer, images, labels))
+        state = nnx.state(model, nnx.Param)
+        if parallel:
+            assert all(leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+                       for leaf in jax.tree.leaves(state))
+        results.append((float(metrics["loss"]), jax.device_get(state)))
+    (single_loss, single), (sharded_loss, sharded) = results
+    np.testing.assert_allclose(sharded_loss, single_loss, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), sharded, single)
+    print("EIGHT DEVICES MATCH", single_loss)
+""")
+
+
+def test_data_parallel_step_on_eight_devices_equals_the_one_device_step():
+    assert "EIGHT DEVICES MATCH" in run_on_eight_cpu_devices(EIGHT_DEVICES)
 
 
 def test_recipe():

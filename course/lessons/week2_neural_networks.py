@@ -158,13 +158,130 @@ print(f"MLP parameters: {count:,} (expected 242,762)")
 print("logits for two blank images:", model(jnp.zeros((2, 28, 28, 1))).shape)
 
 # %% [markdown]
-# ### The training loop
+# ## 4. What `jit` does: pure functions, tracing and static shapes
 #
-# One *epoch* visits the training images once, in shuffled minibatches of 128. Each
-# `train_step` (the week's, built by `course.steps.make_train_step` from your `cross_entropy`)
-# runs the model, takes the gradient of the loss with respect to every weight and lets the
-# optimizer (Adam here) update them. After each epoch `eval_step` measures the test loss and
-# accuracy with dropout off. `course train mlp` runs this same loop (`course.train.fit`).
+# Your `train_step` (Task 2.10) and `eval_step` (Task 2.11) are decorated with `@nnx.jit`. To use
+# it well you need to know what it does with your Python code.
+#
+# **Tracing.** `jax.jit(f)` does not run `f` on your numbers. At the first call it runs `f`'s
+# Python body once on *tracers*: stand-ins that carry only a shape and a dtype, and record every
+# `jnp` operation applied to them. The recorded program is compiled by XLA, and the compiled
+# program is what runs, at that call and at every later one.
+#
+# **What `jit` caches, and when it recompiles.** Compiled programs are cached by the shapes and
+# dtypes of the array arguments and by the values of the *static* arguments (`static_argnames`:
+# Python numbers or flags that set a shape or choose a branch). A call with a new shape, a new
+# dtype or a new static value traces and compiles again; every other call reuses the cache. This
+# is why the training loop below drops the last, incomplete batch: a smaller final batch would
+# compile a second program for one step.
+#
+# **Pure functions.** Because the body runs only while tracing, a jitted function must be *pure*:
+# its result depends only on its arguments, and it changes nothing outside itself. A `print`, an
+# `append` to a list or a global counter runs once per trace, not once per call (the cell below
+# uses exactly that to count traces); a global variable read inside is frozen into the program as
+# a constant. To print values at every call, use `jax.debug.print`.
+
+# %%
+traced = []
+
+
+@jax.jit
+def doubled_sum(batch):
+    traced.append(f"doubled_sum {batch.shape} {batch.dtype}")  # a side effect: runs only while tracing
+    return 2.0 * jnp.sum(batch)
+
+
+@jax.jit(static_argnames="power")  # each value of `power` is its own program
+def power_sum(batch, power):
+    traced.append(f"power_sum {batch.shape} power={power}")
+    return jnp.sum(batch ** power)
+
+
+for batch in (jnp.ones((4, 3)), jnp.zeros((4, 3)), jnp.ones((8, 3))):
+    print(f"doubled_sum of a {batch.shape} batch: {float(doubled_sum(batch))}")
+for power in (2, 2, 3):
+    print(f"power_sum of twos with power={power}: {float(power_sum(jnp.full((4, 3), 2.0), power=power))}")
+print(f"\n6 calls, {len(traced)} traces:")
+for line in traced:
+    print("  traced", line)
+
+# %% [markdown]
+# Two batches of shape (4, 3) shared one trace; the (8, 3) batch needed its own. The static
+# `power` behaves the same way: 2 twice is one program, 3 is another.
+#
+# **Static shapes.** Every array inside a jitted function has a shape fixed at trace time. So
+# `batch[batch > 0]`, whose length depends on the values, cannot be traced;
+# `jnp.where(batch > 0, batch, 0)` keeps the shape and can. For the same reason a Python `if` on a
+# traced value fails (the tracer has no value to test yet): use `jnp.where`, or make the value static.
+
+# %%
+values = jnp.array([-1.0, 2.0, 3.0])
+try:
+    jax.jit(lambda batch: jnp.sum(batch[batch > 0]))(values)
+except jax.errors.NonConcreteBooleanIndexError as error:
+    print("batch[batch > 0] under jit:", type(error).__name__)
+print("jnp.where(batch > 0, batch, 0) under jit:", float(jax.jit(lambda batch: jnp.sum(jnp.where(batch > 0, batch, 0.0)))(values)))
+
+# %% [markdown]
+# ### `nnx.jit`: a step that looks stateful
+#
+# A training step must change things: the parameters, the optimizer's state (Adam's step count and
+# moment estimates) and the dropout layer's random-number counter, so that each step draws a new
+# mask. `nnx.jit` makes that possible with a pure function underneath. At each call it splits the
+# model and the optimizer into a *graph definition* (the structure: layer types and sizes, whether
+# dropout is on) and a *state* (all their arrays); it passes the state into the compiled program as
+# ordinary arguments, gets the new state back as results, and writes it into your objects. So
+# `train_step(model, optimizer, images, labels)` reads like an update in place, yet the compiled
+# program is a pure function (state, batch) → (new state, metrics).
+#
+# The graph definition is part of the cache key: `model.eval()` turns dropout off, a different
+# graph, so `eval_step` and a `train_step` after `model.eval()` compile their own programs.
+#
+# Below, an MLP that records every trace of its `__call__` runs your `train_step` three times on a
+# batch of 16 and once on a batch of 8, then your `eval_step` once:
+
+# %%
+traced_calls = []
+
+
+class TraceCountingMLP(week.MLP):
+    """The week's MLP, recording the input shape each time its Python code is traced."""
+
+    def __call__(self, images):
+        traced_calls.append(images.shape)
+        return super().__call__(images)
+
+
+image_key, label_key = jax.random.split(jax.random.key(1))
+small_images = jax.random.normal(image_key, (16, 28, 28, 1))
+small_labels = jax.random.randint(label_key, (16,), 0, 10)
+small_model = TraceCountingMLP(hidden=(32,), rngs=nnx.Rngs(0))
+small_optimizer = nnx.Optimizer(small_model, optax.adam(1e-3), wrt=nnx.Param)
+small_model.train()
+for images_in_batch in (16, 16, 16, 8):
+    bias_before = small_model.output_layer.bias[...]
+    metrics = week.train_step(small_model, small_optimizer, small_images[:images_in_batch], small_labels[:images_in_batch])
+    print(f"train_step on {images_in_batch} images: loss {float(metrics['loss']):.3f}, "
+          f"optimizer step {int(small_optimizer.step[...])}, dropout draws {int(small_model.dropout.rngs.count[...])}, "
+          f"largest bias change {float(jnp.max(jnp.abs(small_model.output_layer.bias[...] - bias_before))):.4f}")
+small_model.eval()
+metrics = week.eval_step(small_model, small_images, small_labels)
+print(f"eval_step on 16 images: loss {float(metrics['loss']):.3f}")
+print(f"\n5 calls, {len(traced_calls)} traces of the model, for inputs {traced_calls}")
+
+# %% [markdown]
+# Three traces: one for the training step on 16 images (the second and third calls reused it),
+# one for 8 images, one for `eval_step`. The optimizer's step count and the dropout counter went up
+# at every call, although each compiled program is a pure function: `nnx.jit` carried that state in
+# and out.
+#
+# ## 5. The training loop
+#
+# One *epoch* visits the training images once, in shuffled minibatches of 128. Each call of your
+# `train_step` (the recipe's `train_step` is `week.train_step`) runs the model, takes the gradient
+# of the loss with respect to every weight and lets the optimizer (Adam here) update them. After
+# each epoch your `eval_step` measures the test loss and accuracy with dropout off. `course train
+# mlp` runs this same loop (`course.train.fit`).
 #
 # By default the lesson trains briefly on `shapes_gray`, 28x28 synthetic images of ten shapes; with
 # `COURSE_LESSON_FULL=1` it trains on MNIST.
@@ -211,6 +328,8 @@ lessons.show(viz.plot_confusion(viz.confusion_matrix(test_labels, predictions, l
 # | 2.7 | `accuracy` | share of correct argmaxes |
 # | 2.8 | `MLP.__init__` | the Linear layers and the Dropout |
 # | 2.9 | `MLP.__call__` | flatten, ReLU and dropout after each hidden layer |
+# | 2.10 | `train_step` | `nnx.value_and_grad` of the loss (with the logits as aux), `optimizer.update` |
+# | 2.11 | `eval_step` | one forward pass: loss and accuracy, nothing changed |
 #
 # Rerun this notebook as you go, then grade your work:
 #

@@ -23,6 +23,7 @@
 # %%
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 
@@ -98,12 +99,108 @@ for name, value in viz.layer_outputs(model, jnp.zeros((1, 32, 32, 3))).items():
     print(f"  {name:8s} output {tuple(value.shape)}")
 
 # %% [markdown]
-# ## 3. Training
+# ## 3. Randomness with explicit keys
+#
+# Training draws random numbers in three places: the order of the examples, the augmentation of
+# each batch, and dropout's masks. NumPy keeps a hidden global state that every call advances;
+# JAX has none. A JAX random function takes a *key* and returns the same numbers for the same key,
+# every time. That is what makes it a pure function that `jit` can compile (week 2), and what makes
+# a run reproducible.
+
+# %%
+key = jax.random.key(0)
+print("normal(key):        ", jax.random.normal(key, (3,)))
+print("normal(key) again:  ", jax.random.normal(key, (3,)))
+first_key, second_key = jax.random.split(key)
+print("normal(first_key):  ", jax.random.normal(first_key, (3,)))
+print("normal(second_key): ", jax.random.normal(second_key, (3,)))
+
+# %% [markdown]
+# The other side of it: reusing a key reuses the numbers. Decide whether to flip eight images with
+# one key and they all get the same answer; split the key into one key per image and each image
+# gets its own draw. So a key is used once: `jax.random.split(key, n)` turns it into `n` new,
+# independent keys, and each goes to one consumer.
+
+# %%
+one_key_for_all = [bool(jax.random.bernoulli(key)) for _ in range(8)]
+one_key_each = [bool(jax.random.bernoulli(image_key)) for image_key in jax.random.split(key, 8)]
+print("flip? one key for all 8 images:", one_key_for_all)
+print("flip? one key per image:       ", one_key_each)
+
+# %% [markdown]
+# ### Augmentation, one key per image (Task 4.3)
+#
+# `random_crop_flip(key, images, padding)` pads each image with `padding` zeros on every side, crops
+# it back to 32x32 at a random offset (a shift of up to `padding` pixels each way) and mirrors it
+# left-right with probability 1/2. It splits `key` into one key per image, and `jax.vmap` applies
+# the one-image function to every image with its own key. `padding` is a plain Python number: it
+# sets the padded shape, so under `jit` it must be a static argument (week 2).
+#
+# Eight copies of one training image, augmented in one batch, come out eight different ways:
+
+# %%
+random_crop_flip = jax.jit(week.random_crop_flip, static_argnames="padding")
+copies = jnp.repeat(jnp.asarray(train_images[:1]), 8, axis=0)
+augmented = random_crop_flip(jax.random.key(1), copies, padding=2)
+same_key_again = random_crop_flip(jax.random.key(1), copies, padding=2)
+print("same key, same result:", bool(jnp.array_equal(augmented, same_key_again)))
+figure, axes = plt.subplots(1, 9, figsize=(13, 1.9), layout="constrained")
+viz.show_image(axes[0], train_images[0], "original")
+for index, axis in enumerate(axes[1:]):
+    viz.show_image(axis, np.asarray(augmented[index]), f"copy {index + 1}")
+figure.suptitle("random_crop_flip(key, 8 copies, padding=2)")
+lessons.show(figure)
+
+# %% [markdown]
+# ### An epoch's batches from a key (Task 4.4)
+#
+# `shuffled_batches(key, num_examples, batch_size)` splits the epoch's key in two: one key draws a
+# random order of the examples (`jax.random.permutation`), the other is split into a fresh key for
+# every step, for that step's augmentation. The last, incomplete batch is dropped, so every step has
+# the same shape and runs the same compiled program.
+#
+# The training loop (`course.train`) makes the epoch's key from the seed and the epoch number
+# alone, `jax.random.fold_in(jax.random.key(seed), epoch)`. Nothing carries over from one epoch to
+# the next, so training resumed from a checkpoint at epoch 5 draws exactly the batches and
+# augmentations the uninterrupted run drew.
+
+# %%
+def epoch_key(seed: int, epoch: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), epoch)
+
+
+batches, step_keys = week.shuffled_batches(epoch_key(0, 0), num_examples=10, batch_size=3)
+print("epoch 0, 10 examples in batches of 3 (one left out):\n", batches)
+print("its step keys, all different:", [tuple(int(word) for word in jax.random.key_data(step_key)) for step_key in step_keys])
+batches_again, _ = week.shuffled_batches(epoch_key(0, 0), num_examples=10, batch_size=3)
+next_batches, _ = week.shuffled_batches(epoch_key(0, 1), num_examples=10, batch_size=3)
+print("epoch 0 drawn again is the same:", bool(jnp.array_equal(batches, batches_again)))
+print("epoch 1 is another order:\n", next_batches)
+
+# %% [markdown]
+# ### Augmentation is off at evaluation (Task 4.5)
+#
+# `augment(key, images, training)` is the recipe's augmentation: `random_crop_flip` with shifts of
+# up to 2 pixels when `training` is True, the images unchanged (and no key needed) when it is
+# False. Test images are measured as they are: random shifts there would only add noise to the
+# accuracy. `training` is a Python bool that the training loop passes as a static argument, so the
+# `if` is decided while tracing and each setting compiles its own program.
+
+# %%
+augment = jax.jit(week.augment, static_argnames="training")  # as the training loop compiles it
+prepared = week.prepare(jnp.asarray(train_images[:8]))
+print("training=True changes the batch:  ",
+      not bool(jnp.array_equal(augment(jax.random.key(4), prepared, training=True), prepared)))
+print("training=False leaves it as it is:", bool(jnp.array_equal(augment(None, prepared, training=False), prepared)))
+
+# %% [markdown]
+# ## 4. Training
 #
 # The recipe (`week.RECIPES["simple_cnn"]`) normalises each channel to $[-1, 1]$ with mean 0.5 and
 # std 0.5, as the original; augments each training batch with random shifts of up to 2 pixels and
-# left-right flips (the network sees a slightly different image each epoch, which curbs
-# overfitting); and trains with Adam, warming the learning rate up over the first epoch and
+# left-right flips (your `augment`, with a fresh key per step from your `shuffled_batches`: the
+# network sees a slightly different image each epoch, which curbs overfitting); and trains with
+# Adam through your week 2 `train_step`, warming the learning rate up over the first epoch and
 # decaying it along a cosine. `course train simple_cnn` trains it fully on CIFAR-10.
 
 # %%
@@ -114,7 +211,7 @@ model, history = lessons.fit_model(recipe, train_data, test_data, epochs=epochs,
 lessons.show(viz.plot_history(history))
 
 # %% [markdown]
-# ## 4. What the trained network does
+# ## 5. What the trained network does
 #
 # Twenty test images titled "predicted (true)", green when right; then where the errors go (the
 # confusion matrix: row = true class, column = predicted) and the accuracy of each class.
@@ -146,6 +243,9 @@ lessons.show(viz.plot_feature_maps(test_images[0], viz.layer_feature_maps(model,
 # |---|---|---|
 # | 4.1 | `SimpleCNN.__init__` | two `nnx.Conv` (3x3, padding 1), three `nnx.Linear`, `nnx.Dropout(0.4)` |
 # | 4.2 | `SimpleCNN.__call__` | conv-ReLU-pool twice, flatten, the fully connected layers |
+# | 4.3 | `random_crop_flip` | one key per image (`split`, `vmap`): zero-pad, crop at a random offset, flip half |
+# | 4.4 | `shuffled_batches` | a random order from one key, a fresh key for every step |
+# | 4.5 | `augment` | `random_crop_flip` with padding 2 when training, the images as they are otherwise |
 #
 # Rerun this notebook as you go, then grade your work:
 #

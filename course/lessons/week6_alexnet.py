@@ -140,7 +140,80 @@ lessons.show(viz.plot_learned_filters(kernels, "C1"))
 # The 96 C1 kernels above learned from a few thousand small images look noisy. Trained on
 # ImageNet they become the famous oriented edges and colour blobs: the same Sobel-like detectors
 # you wrote by hand in week 3, now found by gradient descent.
+
+# %% [markdown]
+# ## 5. Data parallelism: one step over several devices
 #
+# AlexNet was split over two GPUs because one was too small. Today the usual way to use several
+# devices is *data parallelism*: every device holds a whole copy of the model, each works on its
+# own share of the batch, and the gradients are summed across devices before the update, so every
+# copy takes the same step.
+#
+# In JAX you do not write that communication yourself; you say *where the arrays live*:
+#
+# * A `jax.sharding.Mesh` arranges the devices along named axes; here one axis, `"data"`.
+# * `NamedSharding(mesh, PartitionSpec("data"))` splits an array's first axis over that axis:
+#   with 8 devices, a batch of 64 images becomes 8 pieces of 8, one per device. This is
+#   *sharding the batch* (Task 6.5, `shard_batch`).
+# * `NamedSharding(mesh, PartitionSpec())` names no axis to split along, so every device holds
+#   the whole array: *replication*, for the parameters and the optimizer state (Task 6.6,
+#   `replicate`).
+#
+# The jitted step itself does not change. The compiler sees where its inputs live, runs each
+# device on its piece, and inserts the sum of the gradients across devices where the loss averages
+# over the batch. `week.data_parallel_step` (given, not a task) replicates the model and optimizer
+# state with your `replicate`, then calls your `train_step` on the batch split by your `shard_batch`.
+#
+# This machine may have one device; the cell works with any number. A CPU can pretend to be 8
+# devices if `XLA_FLAGS=--xla_force_host_platform_device_count=8` is set before `jax` is imported
+# (in the shell that starts Jupyter, or at the very top of a script). `course grade week6` grades
+# your `shard_batch` and `replicate` that way, on 8 CPU devices, and checks that one step from
+# there equals the one-device step.
+
+# %%
+devices = jax.devices()
+mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+print(f"{len(devices)} device(s); the mesh: {dict(mesh.shape)}")
+
+batch = jnp.arange(8 * 16 * 3, dtype=jnp.float32).reshape(8 * 16, 3)  # 128 rows: divisible by 1, 2, 4 or 8 devices
+sharded = week.shard_batch(mesh, batch)
+print(f"\nsharded batch {sharded.shape}: {sharded.sharding}")
+for shard in sharded.addressable_shards:
+    rows = shard.index[0]
+    print(f"  {shard.device}: rows {rows.start or 0} to {(rows.stop or len(batch)) - 1}, shape {shard.data.shape}")
+
+replicated = week.replicate(mesh, {"weights": jnp.ones((3, 2))})["weights"]
+print(f"\nreplicated weights {replicated.shape}: {replicated.sharding}")
+for shard in replicated.addressable_shards:
+    print(f"  {shard.device}: shape {shard.data.shape}")
+
+# %% [markdown]
+# The data-parallel step must give the same parameters as the one-device step, up to float
+# rounding (the sums are added in another order). A small linear classifier on random inputs is
+# enough to check it:
+
+# %%
+def linear_classifier_and_optimizer():
+    classifier = nnx.Linear(12, 4, rngs=nnx.Rngs(0))  # maps (N, 12) inputs to (N, 4) logits
+    return classifier, nnx.Optimizer(classifier, week.sgd_momentum(0.1), wrt=nnx.Param)
+
+
+input_key, label_key = jax.random.split(jax.random.key(0))
+inputs = jax.random.normal(input_key, (64, 12))
+targets = jax.random.randint(label_key, (64,), 0, 4)
+one_device_model, one_device_optimizer = linear_classifier_and_optimizer()
+parallel_model, parallel_optimizer = linear_classifier_and_optimizer()
+for step in range(3):
+    one_device_metrics = week.train_step(one_device_model, one_device_optimizer, inputs, targets)
+    parallel_metrics = week.data_parallel_step(mesh, parallel_model, parallel_optimizer, inputs, targets)
+    print(f"step {step + 1}: loss on one device {float(one_device_metrics['loss']):.5f}, "
+          f"data parallel {float(parallel_metrics['loss']):.5f}")
+difference = max(float(jnp.max(jnp.abs(one - parallel))) for one, parallel in zip(
+    jax.tree.leaves(nnx.state(one_device_model, nnx.Param)), jax.tree.leaves(nnx.state(parallel_model, nnx.Param))))
+print(f"largest parameter difference after 3 steps: {difference:.1e}")
+print("kernel's sharding after the parallel step:", parallel_model.kernel[...].sharding)
+
+# %% [markdown]
 # ## Your turn
 #
 # Fill in the tasks of `exercises/week6_alexnet.py`:
@@ -151,6 +224,8 @@ lessons.show(viz.plot_learned_filters(kernels, "C1"))
 # | 6.2 | `final_map_size` | C1's and the three pools' size formulas |
 # | 6.3 | `AlexNet.__init__` | five `nnx.Conv`, one `nnx.Dropout`, three `nnx.Linear` |
 # | 6.4 | `AlexNet.__call__` | the convolutions with ReLU and pools, flatten, the classifier |
+# | 6.5 | `shard_batch` | `jax.device_put` with `NamedSharding(mesh, PartitionSpec("data"))` |
+# | 6.6 | `replicate` | `jax.device_put` of the whole tree with `NamedSharding(mesh, PartitionSpec())` |
 #
 # Rerun this notebook as you go, then grade your work:
 #
