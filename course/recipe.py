@@ -7,6 +7,8 @@ import jax
 import optax
 from flax import nnx
 
+from course import transforms
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -22,7 +24,8 @@ class Recipe:
       optimizer: maps a learning rate (a float or an optax schedule) to an optax transformation.
       schedule: "constant", or "cosine" (decays to zero over the whole run), or "warmup_cosine"
         (linear warm-up over the first epoch, then cosine decay).
-      prepare: maps a uint8 batch (N, H, W, C) to the model's float input; jittable.
+      prepare: maps a uint8 batch (N, H, W, C) to the model's float input; jittable (default: scale
+        to [0, 1]).
       augment: maps `(key, prepared_batch, training)` to the model's input: random changes when
         `training` is True, the batch as it is (key None) at evaluation; jittable with `training`
         static; or None.
@@ -41,7 +44,7 @@ class Recipe:
     learning_rate: float
     optimizer: Callable[..., optax.GradientTransformation] = optax.sgd
     schedule: str = "constant"
-    prepare: Callable[[jax.Array], jax.Array] | None = None
+    prepare: Callable[[jax.Array], jax.Array] = transforms.to_unit_float
     augment: Callable[[jax.Array | None, jax.Array, bool], jax.Array] | None = None
     batches: Callable[[jax.Array, int, int], tuple[jax.Array, jax.Array]] | None = None
     validation_fraction: float = 0.0

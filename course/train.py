@@ -26,7 +26,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from course import data, transforms
+from course import data
 from course.recipe import Recipe
 
 EVAL_BATCH_SIZE = 500
@@ -99,10 +99,9 @@ def shard_batch(batch: np.ndarray, mesh: jax.sharding.Mesh | None) -> jax.Array:
 def prepare_fn(recipe: Recipe):
     """Jitted uint8 batch -> the model's evaluation input: the recipe's `prepare` (default: scale to
     [0, 1]), then its `augment` with `training=False`."""
-    prepare = recipe.prepare or transforms.to_unit_float
     if recipe.augment is None:
-        return jax.jit(prepare)
-    return jax.jit(lambda images: recipe.augment(None, prepare(images), False))
+        return jax.jit(recipe.prepare)
+    return jax.jit(lambda images: recipe.augment(None, recipe.prepare(images), False))
 
 
 def epoch_batches(recipe: Recipe, num_examples: int, settings: Settings, epoch: int) -> tuple[list, list]:
@@ -123,7 +122,7 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
     Each callback's `on_step(step, metrics, model, inputs, labels)` is called after every step,
     `step` counted from 0 over all epochs (see `course.viz.DashboardWriter`).
     """
-    prepare = jax.jit(recipe.prepare or transforms.to_unit_float)
+    prepare = jax.jit(recipe.prepare)
     augment = jax.jit(recipe.augment, static_argnums=2) if recipe.augment else None
     batches, step_keys = epoch_batches(recipe, len(labels), settings, epoch)
     model.train()

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image, UnidentifiedImageError
 
-from course import data, registry, train, transforms, viz
+from course import data, registry, train, viz
 from course.viz import VizError
 
 SAMPLE_IMAGES = ("grace_hopper", "grace_hopper.jpg")
@@ -167,7 +167,7 @@ def dataset_image(args, dataset: str) -> tuple[np.ndarray, int | None, str]:
 
 def prepared(recipe, images: np.ndarray):
     """A uint8 batch (N, H, W, C) as the model's input, by the recipe's `prepare`."""
-    return (recipe.prepare or transforms.to_unit_float)(jnp.asarray(images))
+    return recipe.prepare(jnp.asarray(images))
 
 
 def checkpoint_dataset(args, settings: dict) -> str:
