@@ -66,6 +66,7 @@ DELEGATED = {
     "lessons": ("course.lessons.build", "main", "list the weekly lessons and write them as notebooks"),
     "release": ("course.release", "main", "write the student copy: no solutions, recorded reference evidence"),
     "grade-batch": ("grader.batch", "main", "grade a folder of submissions into DIR/gradebook.csv (instructors)"),
+    "autograder": ("course.autograder", "main", "build the Gradescope autograder zip of the course (instructors)"),
 }
 
 

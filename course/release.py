@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("course", "grader")
 TOP_FILES = ("pyproject.toml", ".gitignore")
 DOCS = "docs"
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".*", "release.py", "publish.py")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".*", "release.py", "publish.py", "autograder.py",
+                                 "autograder_files")
 MIN_LINE_CHARACTERS = 12  # shorter task lines ("return x") are too common to count as a leak
 
 SOLUTION_IMPORT = re.compile(r"^\s*(from\s+solutions\b|import\s+solutions\b)", re.MULTILINE)
@@ -138,11 +139,13 @@ def forbidden_files(folder: Path) -> list[str]:
 # Writing the copy
 
 
-def record_evidence(weeks: list[int], out: Path, jobs: int) -> dict:
-    """Copies the reference evidence of `weeks` (computed from the solutions, or cached) to `out`."""
+def record_evidence(weeks: list[int], out: Path, jobs: int, hidden: bool = False) -> dict:
+    """Copies the reference evidence of `weeks` (computed from the solutions, or cached) to `out`: the
+    public checks' only (a student release), or with `hidden` the hidden checks' too, and their seed
+    (an autograder zip, which students never see)."""
     from grader import evidence, runner
 
-    settings = runner.Settings(jobs=jobs, reference_dir=None, public_only=True)  # no hidden check's evidence
+    settings = runner.Settings(jobs=jobs, reference_dir=None, public_only=not hidden)
 
     def one(week):
         return week, runner.reference_folder(week, settings), runner.fingerprint_files(week, settings)
@@ -150,10 +153,12 @@ def record_evidence(weeks: list[int], out: Path, jobs: int) -> dict:
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         folders = list(pool.map(one, weeks))
     manifest = {"weeks": {}, "versions": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "note": "reference evidence recorded by `course release`: inputs, reference parameters and "
+                "note": "reference evidence recorded from the solutions: inputs, reference parameters and "
                         "expected outputs; numbers and strings only"}
     for package in ("jax", "jaxlib", "flax", "optax", "numpy"):
         manifest["versions"][package] = runner._version(package)
+    if hidden:
+        manifest["hidden_seed"] = runner.hidden_seed(settings)
     for week, folder, fingerprint in folders:
         target = out / runner.WEEKS[week]
         target.mkdir(parents=True)
@@ -164,7 +169,7 @@ def record_evidence(weeks: list[int], out: Path, jobs: int) -> dict:
             files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
         shutil.copyfile(folder / "complete", target / "complete")
         manifest["weeks"][runner.WEEKS[week]] = {"fingerprint": fingerprint, "files": files}
-    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / runner.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -185,6 +190,8 @@ def copy_sources(out: Path, exercises: dict[str, str]) -> None:
         INSTRUCTOR_ONLY.format(name="publish",
                                purpose="generate exercises from (your exercises/ are left as they are)"))
     (out / "course" / "release.py").write_text(INSTRUCTOR_ONLY.format(name="release", purpose="release"))
+    (out / "course" / "autograder.py").write_text(INSTRUCTOR_ONLY.format(name="autograder",
+                                                                          purpose="build an autograder from"))
 
 
 def release(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2) -> dict:

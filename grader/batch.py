@@ -359,7 +359,8 @@ def error_reports(weeks: list[int], reason: str) -> list[runner.WeekReport]:
 
 
 def grade_submission(submission: Submission, staged: Staged, weeks: list[int], settings: runner.Settings) -> dict:
-    """results.json of one submission (Gradescope's format, with a `batch` entry in extra_data)."""
+    """results.json of one submission (Gradescope's format, with a `batch` entry in extra_data), its weeks
+    graded `settings.jobs` at a time."""
     start = time.perf_counter()
     if staged.fatal:
         reports, status = error_reports(weeks, staged.fatal), ERROR
@@ -367,7 +368,7 @@ def grade_submission(submission: Submission, staged: Staged, weeks: list[int], s
         with tempfile.TemporaryDirectory(prefix="course-batch-") as folder:
             for name, content in staged.modules.items():
                 Path(folder, name).write_bytes(content)
-            reports = session.grade(weeks, Path(folder), dataclasses.replace(settings, jobs=1), in_process=False)
+            reports = session.grade(weeks, Path(folder), settings, in_process=False)
         status = PROBLEMS if staged.problems else GRADED
     results = report.gradescope(reports, time.perf_counter() - start)
     results["extra_data"]["batch"] = {"submission": submission.name, "status": status,
@@ -571,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = out / submission.folder
         folder.mkdir(exist_ok=True)
         try:
-            results = grade_submission(submission, staged, weeks, settings)
+            results = grade_submission(submission, staged, weeks, dataclasses.replace(settings, jobs=1))
         except Exception as error:  # noqa: BLE001 - a grader bug costs this row, not the batch
             reason = report.printable(f"{type(error).__name__}: {error}")
             write_atomically(folder / "failure.txt", reason + "\n")

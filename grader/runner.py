@@ -113,13 +113,16 @@ HIDDEN_SECRET_VARIABLE = "COURSE_HIDDEN_SECRET"
 def hidden_seed(settings: Settings) -> int | None:
     """The seed of the hidden checks' inputs, or None where they are not graded.
 
-    They are graded only where the solutions run (never from a release's recorded evidence, which
-    holds no hidden inputs). The seed comes from $COURSE_HIDDEN_SECRET, so that several graders of
-    one class agree, or else from a secret made once in the grader's cache folder, which submitted
-    code cannot read. Knowing the seed would not help a submission anyway: the answers on those
-    inputs exist only where the solutions do."""
-    if settings.reference_dir is not None or settings.public_only:
+    They are graded where the solutions run, and from recorded evidence only when it records them
+    (an autograder zip, `course autograder`; never a student release). The seed comes from
+    $COURSE_HIDDEN_SECRET, so that several graders of one class agree, or else from a secret made
+    once in the grader's cache folder, which submitted code cannot read. Knowing the seed would not
+    help a submission anyway: the answers on those inputs exist only where the solutions do, or in
+    recorded evidence that the sandbox keeps from submitted code."""
+    if settings.public_only:
         return None
+    if settings.reference_dir is not None:
+        return recorded_hidden_seed(settings.reference_dir)
     secret = os.environ.get(HIDDEN_SECRET_VARIABLE, "").encode()
     if not secret:
         path = settings.cache_dir / "hidden-inputs.secret"
@@ -139,6 +142,20 @@ def hidden_seed(settings: Settings) -> int | None:
     return int.from_bytes(hashlib.sha256(b"hidden inputs " + secret).digest()[:8], "big") >> 1
 
 
+MANIFEST = "MANIFEST.json"  # of recorded reference evidence: versions, files and, if recorded, the hidden seed
+
+
+def recorded_hidden_seed(reference_dir: Path) -> int | None:
+    """The hidden seed that recorded evidence was made with, or None where it holds no hidden checks."""
+    try:
+        with open(reference_dir / MANIFEST, "rb") as file:
+            manifest = json.loads(file.read(2**20))
+    except (OSError, ValueError):
+        return None
+    seed = manifest.get("hidden_seed") if isinstance(manifest, dict) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else None
+
+
 # ---------------------------------------------------------------------------------------------
 # One child process
 
@@ -151,7 +168,8 @@ class InfrastructureError(RuntimeError):
 def protected_paths(settings: Settings) -> tuple[Path, ...]:
     """What submitted code must never read: the solutions, the reference evidence, the caches, the
     repository's history and whatever the caller adds (a batch's submissions and results)."""
-    paths = [settings.solutions_dir, REPO / "solutions", REPO / ".git", settings.cache_dir, *settings.protected]
+    paths = [path for path in (settings.solutions_dir, REPO / "solutions", REPO / ".git") if path.exists()]
+    paths += [settings.cache_dir, *settings.protected]  # an installed grader (a wheel) has neither solutions nor .git
     if settings.reference_dir is not None:
         paths.append(settings.reference_dir)
     return tuple(Path(os.path.abspath(path)) for path in dict.fromkeys(paths))
@@ -288,6 +306,11 @@ def reference_folder(week: int, settings: Settings) -> Path:
         folder = settings.reference_dir / WEEKS[week]
         if not (folder / "complete").exists():
             raise ReferenceError(f"no recorded reference evidence for week {week} in {settings.reference_dir}")
+        public, hidden = probe_names(week)
+        expected = [*public, *([HIDDEN_PREFIX + name for name in hidden] if hidden_seed(settings) is not None else [])]
+        if absent := [name for name in expected if not (folder / f"{name}.npz").exists()]:
+            raise ReferenceError(f"the recorded reference evidence of week {week} in {settings.reference_dir} lacks "
+                                 f"{', '.join(absent[:5])}: record it again with the grader that reads it")
         return folder
     folder = settings.cache_dir / "reference" / fingerprint_files(week, settings) / WEEKS[week]
     if (folder / "complete").exists():
