@@ -34,6 +34,7 @@ def train_command(args: argparse.Namespace) -> int:
         from course import viz
 
         callbacks.append(viz.DashboardWriter(args.dashboard_every, args.out, class_names=data.class_names(dataset)))
+    train.use_compilation_cache()
     history = train.fit(recipe, model_name=args.model, dataset=dataset, epochs=args.epochs,
                         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                         data_dir=args.data_dir, out_dir=args.out, resume=args.resume,

@@ -23,15 +23,25 @@ def real_data_dir() -> Path:
     return folder
 
 
-def run_on_eight_cpu_devices(script: str) -> str:
-    """Runs `script` in a fresh Python whose jax sees 8 CPU devices; returns its standard output."""
+def run_on_cpu_devices(script: str, count: int, timeout: float = 300) -> str:
+    """Runs `script` in a fresh Python whose jax sees `count` CPU devices; returns its standard output.
+    A script that blocks (say, devices waiting on each other in a collective) fails after `timeout` s."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    environment = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    environment = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}",
                    "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root)}
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=environment,
-                            capture_output=True, text=True, timeout=300)
+    try:
+        result = subprocess.run([sys.executable, "-c", script], cwd=root, env=environment,
+                                capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout or ""
+        raise AssertionError(f"still running after {timeout:.0f} s on {count} CPU devices (blocked?); "
+                             f"output so far: {output[-2000:]}") from None
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def run_on_eight_cpu_devices(script: str) -> str:
+    return run_on_cpu_devices(script, 8)

@@ -1,12 +1,16 @@
 """The `course` command: training end to end, and its messages for bad input."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from course.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_train_writes_metrics_and_curves(tmp_path, capsys):
@@ -80,3 +84,20 @@ def test_delegated_commands_receive_their_options(monkeypatch):
     main(["grade", "--target", "solutions", "week3"])
     main(["publish", "--check"])
     assert received == {"grade": ["--target", "solutions", "week3"], "publish": ["--check"]}
+
+
+def test_a_second_course_train_compiles_nothing(tmp_path):
+    """`course train` keeps XLA's compiled programs in the cache folder: the second run of the same
+    command adds none (every compilation is read back) and trains to the same accuracy."""
+    command = [sys.executable, "-m", "course", "train", "lenet5", "--dataset", "shapes_gray", "--epochs", "1",
+               "--batch-size", "50", "--max-train-examples", "200", "--quiet"]
+    environment = {**os.environ, "COURSE_CACHE_DIR": str(tmp_path)}
+    environment.pop("JAX_COMPILATION_CACHE_DIR", None)
+    outputs, entries = [], []
+    for _ in range(2):
+        finished = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        outputs.append(finished.stdout)
+        entries.append(sorted(path.name for path in (tmp_path / "jax-compilation").iterdir()))
+    assert entries[0] and entries[1] == entries[0]
+    assert outputs[1] == outputs[0]

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from course import steps, train
-from tests.conftest import run_on_eight_cpu_devices
+from tests.conftest import run_on_cpu_devices, run_on_eight_cpu_devices
 from course.layers import max_pool
 from course.recipe import Recipe
 from solutions.week4_simple_cnn import shuffled_batches
@@ -182,7 +182,7 @@ EIGHT_DEVICES = textwrap.dedent("""
     labels = (np.arange(32) % 10).astype(np.int32)
     train_step = steps.make_train_step(steps.softmax_cross_entropy)
     results = []
-    for mesh in (None, train.data_mesh()):
+    for mesh in (None, train.data_mesh(jax.local_devices())):
         model = TinyCNN(nnx.Rngs(0))
         optimizer = nnx.Optimizer(model, optax.sgd(0.1, momentum=0.9), wrt=nnx.Param)
         nnx.update((model, optimizer), train.replicate(nnx.state((model, optimizer)), mesh))
@@ -201,3 +201,39 @@ EIGHT_DEVICES = textwrap.dedent("""
 
 def test_data_parallel_step_on_eight_devices_matches_one_device():
     assert "EIGHT DEVICES MATCH" in run_on_eight_cpu_devices(EIGHT_DEVICES)
+
+
+EVERY_MODEL = textwrap.dedent("""
+    import jax, numpy as np
+    from flax import nnx
+    from course import data, registry, train
+    devices = jax.local_devices()
+    assert train.data_mesh() is None, "host CPU devices are not split over by default"
+    for name, recipe in registry.recipes().items():
+        height, width, channels, _ = data.IMAGE_DATASETS[recipe.dataset]
+        raw = np.random.default_rng(0).integers(0, 256, (16, height, width, channels), dtype=np.uint8)
+        images, labels = np.asarray(recipe.prepare(raw)), (np.arange(16) % 10).astype(np.int32)
+        settings = train.Settings(name, recipe.dataset, 1, 16, recipe.learning_rate, 0, None)
+        results = []
+        for mesh in (None, train.data_mesh(devices)):
+            model, optimizer = train.build(recipe, settings, steps_per_epoch=10)
+            nnx.update((model, optimizer), train.replicate(nnx.state((model, optimizer)), mesh))
+            model.train()
+            for _ in range(2):
+                metrics = recipe.train_step(model, optimizer, train.shard_batch(images, mesh),
+                                            train.shard_batch(labels, mesh))
+            results.append((float(metrics["loss"]), jax.device_get(nnx.state(model, nnx.Param))))
+        (single_loss, single), (split_loss, split) = results
+        np.testing.assert_allclose(split_loss, single_loss, rtol=1e-4)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), split, single)
+        print(name, "MATCHES ON", len(devices), "DEVICES", flush=True)
+""")
+
+
+@pytest.mark.parametrize("count", [2, 8])
+def test_every_models_train_step_on_several_cpu_devices_matches_one_device(count):
+    """No model's step blocks on 2 or 8 host devices, and each equals the one-device step; `course
+    train` itself never splits over host CPU devices (`data_mesh()` is None)."""
+    output = run_on_cpu_devices(EVERY_MODEL, count, timeout=600)
+    for name in ("mlp", "simple_cnn", "lenet5", "lenet5_relu", "alexnet"):
+        assert f"{name} MATCHES ON {count} DEVICES" in output, output
