@@ -38,7 +38,7 @@ def train_command(args: argparse.Namespace) -> int:
     history = train.fit(recipe, model_name=args.model, dataset=dataset, epochs=args.epochs,
                         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                         data_dir=args.data_dir, out_dir=args.out, resume=args.resume,
-                        max_train_examples=args.max_train_examples, progress=not args.quiet,
+                        max_train_examples=args.max_train_examples, precision=args.precision, progress=not args.quiet,
                         callbacks=callbacks)
     final = history[-1]
     print(f"{args.model} on {dataset}: test accuracy {final['test_accuracy']:.2%} after {final['epoch']} epochs"
@@ -95,6 +95,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--max-train-examples", type=int, help="train on the first N examples only")
     train.add_argument("--dashboard-every", type=int, metavar="N",
                        help="write OUT/dashboard.png (curves, confidences, activations, kernels) every N steps")
+    train.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                       help="bf16: matrix products and convolutions in bfloat16, parameters and optimizer "
+                            "state in float32 (for GPUs and TPUs; default: float32)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     train.set_defaults(run=train_command)
 

@@ -27,6 +27,16 @@ def test_train_writes_metrics_and_curves(tmp_path, capsys):
     assert "mlp on shapes_gray: test accuracy" in capsys.readouterr().out
 
 
+def test_train_takes_a_precision(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "mlp", "--dataset", "shapes_gray", "--epochs", "1", "--batch-size", "50",
+                 "--max-train-examples", "500", "--precision", "bf16", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["settings"]["precision"] == "bf16"
+    with pytest.raises(SystemExit):
+        main(["train", "mlp", "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
 def test_unknown_model_lists_the_valid_ones(capsys):
     assert main(["train", "lenet6"]) == 2
     error = capsys.readouterr().err

@@ -116,6 +116,56 @@ def test_augmentation_is_off_at_evaluation_and_batches_follow_the_recipe():
     assert len(set(np.concatenate(batches).tolist())) == 200 and all(np.array_equal(a, b) for a, b in zip(batches, again))
 
 
+def numbers(array):
+    """`array`, or its key data where it holds PRNG keys (the dropout's `nnx.Rngs`)."""
+    return jax.random.key_data(array) if jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key) else array
+
+
+class RecordSteps:
+    """A callback that keeps each step's number and loss."""
+
+    def __init__(self):
+        self.steps, self.losses = [], []
+
+    def on_step(self, step, metrics, model, inputs, labels):
+        self.steps.append(step)
+        self.losses.append(float(metrics["loss"]))
+
+
+def test_train_epoch_runs_the_same_steps_as_a_plain_loop(monkeypatch):
+    """The chunked epoch (`steps_program`: several steps per call, the last chunk padded) and the
+    one-step-per-call path taken with callbacks both equal `train_step` called once per batch."""
+    recipe = tiny_recipe(augment=jitter, batches=shuffled_batches)
+    settings = train.Settings("tiny", "shapes_gray", 2, 25, 3e-3, seed=5)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (210, 28, 28, 1), dtype=np.uint8)  # 8 steps of 25 a epoch
+    labels = rng.integers(0, 10, 210).astype(np.int32)
+    monkeypatch.setattr(train, "STEPS_PER_CALL", 3)  # chunks of 3, 3 and 2 (padded to 3) steps
+
+    model, optimizer = train.build(recipe, settings, steps_per_epoch=8)
+    model.train()
+    plain_losses = []
+    for epoch in range(2):
+        batches, step_keys = train.epoch_batches(recipe, len(labels), settings, epoch)
+        for indices, key in zip(batches, step_keys):
+            inputs = train.training_inputs(recipe, jnp.asarray(images[indices]), key)
+            metrics = recipe.train_step(model, optimizer, inputs, jnp.asarray(labels[indices]))
+            plain_losses.append(float(metrics["loss"]))
+    expected = nnx.state((model, optimizer))
+
+    for callbacks in ((), (RecordSteps(),)):
+        model, optimizer = train.build(recipe, settings, steps_per_epoch=8)
+        records = [train.train_epoch(recipe, model, optimizer, images, labels, settings, epoch, progress=False,
+                                     callbacks=callbacks) for epoch in range(2)]
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(numbers(a), numbers(b), rtol=2e-5, atol=1e-6),
+                     nnx.state((model, optimizer)), expected)
+        np.testing.assert_allclose([record["train_loss"] for record in records],
+                                   [np.mean(plain_losses[:8]), np.mean(plain_losses[8:])], rtol=1e-5)
+        if callbacks:
+            assert callbacks[0].steps == list(range(16))
+            np.testing.assert_allclose(callbacks[0].losses, plain_losses, rtol=1e-5)
+
+
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
     recipe = tiny_recipe(augment=jitter, batches=shuffled_batches)
     uninterrupted = train.fit(recipe, out_dir=tmp_path / "whole", **FIT)
@@ -195,6 +245,18 @@ EIGHT_DEVICES = textwrap.dedent("""
     (single_loss, single), (sharded_loss, sharded) = results
     np.testing.assert_allclose(sharded_loss, single_loss, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), sharded, single)
+    from tests.test_train import tiny_recipe
+    recipe, settings = tiny_recipe(), train.Settings("tiny", "shapes_gray", 1, 16, 3e-3, 0)
+    epochs = []
+    for mesh in (None, train.data_mesh(jax.local_devices())):  # an epoch of chunked steps, split over 8
+        model, optimizer = train.build(recipe, settings, steps_per_epoch=4)
+        nnx.update((model, optimizer), train.replicate(nnx.state((model, optimizer)), mesh))
+        uint8_images = (np.arange(64 * 28 * 28) % 256).astype(np.uint8).reshape(64, 28, 28, 1)
+        record = train.train_epoch(recipe, model, optimizer, uint8_images, (np.arange(64) % 10).astype(np.int32),
+                                   settings, 0, mesh=mesh, progress=False)
+        epochs.append((record["train_loss"], jax.device_get(nnx.state(model, nnx.Param))))
+    np.testing.assert_allclose(epochs[1][0], epochs[0][0], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), epochs[1][1], epochs[0][1])
     print("EIGHT DEVICES MATCH", single_loss)
 """)
 
