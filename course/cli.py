@@ -96,8 +96,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--dashboard-every", type=int, metavar="N",
                        help="write OUT/dashboard.png (curves, confidences, activations, kernels) every N steps")
     train.add_argument("--precision", choices=["float32", "bf16"], default="float32",
-                       help="bf16: matrix products and convolutions in bfloat16, parameters and optimizer "
-                            "state in float32 (for GPUs and TPUs; default: float32)")
+                       help="bf16: matrix products, convolutions and activations in bfloat16; outputs, "
+                            "parameters and optimizer state in float32 (for GPUs and TPUs; default: float32)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     train.set_defaults(run=train_command)
 

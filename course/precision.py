@@ -1,12 +1,16 @@
 """Mixed precision: `course train MODEL --precision bf16`.
 
-In "bf16", every `nnx.Linear` and `nnx.Conv` of a model (`course.layers.Conv` included) multiplies
-bfloat16 copies of its input and kernel, and accumulates and returns float32. The matrix products and
-convolutions, nearly all of a network's arithmetic, then run on a GPU's or TPU's bfloat16 units (about
-twice the TF32 rate), while the parameters, their gradients, the optimizer state, the activations
-between layers and the loss all stay float32. bfloat16 keeps float32's range with an 8-bit mantissa
-(about 3 significant digits), so no loss scaling is needed. CPUs have no fast bfloat16 path: there,
-"float32" (the default) is the one to use.
+In "bf16", every `nnx.Linear` and `nnx.Conv` of a model (`course.layers.Conv` included) computes in
+bfloat16: it casts its input, kernel and bias to bfloat16 (its `dtype`, applied by flax's
+`promote_dtype`), so the matrix products and convolutions, nearly all of a network's arithmetic, run
+on a GPU's bfloat16 units, and the activations between layers are bfloat16 too (half the memory
+traffic). The parameters stay float32 (`param_dtype` is untouched): their gradients and the optimizer
+state are float32, and small updates are not lost to rounding. bfloat16 keeps float32's range with
+an 8-bit mantissa (about 3 significant digits), so no loss scaling is needed.
+
+The output layer (the last Linear or Conv that `__init__` defines) stays float32: it takes the
+bfloat16 activations, computes in float32, and so the logits, the softmax and the loss are float32.
+CPUs have no fast bfloat16 path: there, "float32" (the default) is the one to use.
 """
 
 import jax.numpy as jnp
@@ -15,23 +19,55 @@ from flax import nnx
 PRECISIONS = ("float32", "bf16")
 
 
+def product_layers(model: nnx.Module) -> list[nnx.Module]:
+    """The `nnx.Linear` and `nnx.Conv` layers of `model`, in the order its `__init__`s assigned them.
+
+    A depth-first walk of the modules' attributes in assignment order (`nnx.List` elements in list
+    order); `nnx.iter_modules` lists them alphabetically, which says nothing of which comes last.
+    """
+    found, seen = [], set()
+
+    def visit(node):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, (nnx.Linear, nnx.Conv)):
+            found.append(node)
+        elif isinstance(node, nnx.Pytree):
+            for name, value in vars(node).items():
+                if not name.startswith("_pytree__"):  # flax's own bookkeeping
+                    visit(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                visit(value)
+        elif isinstance(node, dict):
+            for value in node.values():
+                visit(value)
+
+    visit(model)
+    return found
+
+
 def set_precision(model: nnx.Module, precision: str) -> nnx.Module:
     """Sets the computation precision of every Linear and Conv layer of `model`, in place.
 
     Inputs:
-    - model: any `nnx.Module`; its parameters are left as they are (float32).
-    - precision: "float32" (compute as the parameters are stored) or "bf16" (bfloat16 operands,
-      float32 results).
+    - model: an `nnx.Module` with float32 parameters, its layers defined in the order they are
+      applied (as all the course's models are): the last one defined is taken as the output layer.
+    - precision: "float32" (every layer computes as its parameters are stored, flax's default) or
+      "bf16" (every layer but the output layer computes in bfloat16).
 
-    Returns `model`, for chaining.
+    Returns `model`, for chaining. Raises ValueError for another `precision`, or if `model` has no
+    Linear or Conv layer.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    layers = [module for _, module in nnx.iter_modules(model) if isinstance(module, (nnx.Linear, nnx.Conv))]
+    layers = product_layers(model)
     if not layers:
         raise ValueError(f"set_precision: {type(model).__name__} has no nnx.Linear or nnx.Conv layer to compute in "
                          f"{precision}")
     for layer in layers:
         layer.dtype = jnp.bfloat16 if precision == "bf16" else None
-        layer.preferred_element_type = jnp.float32 if precision == "bf16" else None
+    if precision == "bf16":
+        layers[-1].dtype = jnp.float32
     return model
