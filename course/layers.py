@@ -1,4 +1,5 @@
-"""Layers whose fast formulation on the CPU differs from the plain one, behind a clear name.
+"""Layers whose fast formulation on the CPU differs from the plain one, behind a clear name, and
+`sublayers`, a model's layers in the order its `__init__` defines them.
 
 Each function here computes the same values and gradients as the plain Flax/JAX formulation it
 replaces; `tests/test_layers.py` checks that on random inputs.
@@ -211,3 +212,37 @@ def _conv_piece_grads(images, kernel, output_grad, strides, padding):
                                          j:j + strides[1] * (out_w - 1) + 1:strides[1]].add(patches_grad[i, j])
     images_grad = padded_grad[:, :, top:height - bottom, left:width - right]
     return images_grad.transpose(1, 2, 3, 0), kernel_grad
+
+
+# ---------------------------------------------------------------------------------------------
+# A model's layers in definition order (`nnx.iter_modules` lists them by name instead)
+
+
+def _children(node) -> list[tuple[str, object]]:
+    """(name, child) pairs of what `node` holds that may hold layers: a module's attributes in
+    definition order, the items of lists, tuples, dicts, nnx.List and nnx.Sequential. Anything else
+    (activation functions, numbers) is skipped."""
+    if isinstance(node, (list, tuple, nnx.List)):
+        items = [(str(index), item) for index, item in enumerate(node)]
+    elif isinstance(node, dict):
+        items = [(str(key), item) for key, item in node.items()]
+    elif isinstance(node, nnx.Module):
+        items = [(name, value) for name, value in vars(node).items() if not name.startswith("_")]
+    else:
+        return []
+    return [(name, value) for name, value in items if isinstance(value, (nnx.Module, list, tuple, dict))]
+
+
+def _is_layer(node) -> bool:
+    """A module that holds no other module: a layer."""
+    return isinstance(node, nnx.Module) and not isinstance(node, nnx.List) and not sublayers(node)
+
+
+def sublayers(node, prefix: str = "") -> list[tuple[str, nnx.Module]]:
+    """The layers under `node` (modules holding no other module), depth first in definition order,
+    each with its '/'-joined path ("fc1", "blocks/0/conv")."""
+    found = []
+    for name, child in _children(node):
+        path = f"{prefix}{name}"
+        found.extend([(path, child)] if _is_layer(child) else sublayers(child, path + "/"))
+    return found

@@ -16,36 +16,16 @@ CPUs have no fast bfloat16 path: there, "float32" (the default) is the one to us
 import jax.numpy as jnp
 from flax import nnx
 
+from course import layers
+
 PRECISIONS = ("float32", "bf16")
 
 
 def product_layers(model: nnx.Module) -> list[nnx.Module]:
-    """The `nnx.Linear` and `nnx.Conv` layers of `model`, in the order its `__init__`s assigned them.
-
-    A depth-first walk of the modules' attributes in assignment order (`nnx.List` elements in list
-    order); `nnx.iter_modules` lists them alphabetically, which says nothing of which comes last.
-    """
-    found, seen = [], set()
-
-    def visit(node):
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        if isinstance(node, (nnx.Linear, nnx.Conv)):
-            found.append(node)
-        elif isinstance(node, nnx.Pytree):
-            for name, value in vars(node).items():
-                if not name.startswith("_pytree__"):  # flax's own bookkeeping
-                    visit(value)
-        elif isinstance(node, (list, tuple)):
-            for value in node:
-                visit(value)
-        elif isinstance(node, dict):
-            for value in node.values():
-                visit(value)
-
-    visit(model)
-    return found
+    """The `nnx.Linear` and `nnx.Conv` layers of `model`, each once, in the order its `__init__`s
+    defined them (`course.layers.sublayers`)."""
+    found = {id(layer): layer for _, layer in layers.sublayers(model) if isinstance(layer, (nnx.Linear, nnx.Conv))}
+    return list(found.values())
 
 
 def set_precision(model: nnx.Module, precision: str) -> nnx.Module:
@@ -62,12 +42,12 @@ def set_precision(model: nnx.Module, precision: str) -> nnx.Module:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    layers = product_layers(model)
-    if not layers:
+    products = product_layers(model)
+    if not products:
         raise ValueError(f"set_precision: {type(model).__name__} has no nnx.Linear or nnx.Conv layer to compute in "
                          f"{precision}")
-    for layer in layers:
+    for layer in products:
         layer.dtype = jnp.bfloat16 if precision == "bf16" else None
     if precision == "bf16":
-        layers[-1].dtype = jnp.float32
+        products[-1].dtype = jnp.float32
     return model

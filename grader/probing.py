@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from course.layers import sublayers
 from grader.evidence import PartFailure, layer_counts, match_layers
 
 SUBMISSION_DIR = ""  # set by the child: the folder of the graded module, to find the student's frames
@@ -124,39 +125,10 @@ def kind_of(layer) -> str:
     return type(layer).__name__
 
 
-def _children(node) -> list[tuple[str, object]]:
-    """(name, child) pairs of what `node` holds that may hold layers: a module's attributes in
-    definition order, the items of lists, tuples, dicts, nnx.List and nnx.Sequential. Anything else
-    (activation functions, numbers) is skipped."""
-    if isinstance(node, (list, tuple, nnx.List)):
-        items = [(str(index), item) for index, item in enumerate(node)]
-    elif isinstance(node, dict):
-        items = [(str(key), item) for key, item in node.items()]
-    elif isinstance(node, nnx.Module):
-        items = [(name, value) for name, value in vars(node).items() if not name.startswith("_")]
-    else:
-        return []
-    return [(name, value) for name, value in items if isinstance(value, (nnx.Module, list, tuple, dict))]
-
-
-def _is_layer(node) -> bool:
-    """A module that holds no other module: a layer."""
-    return isinstance(node, nnx.Module) and not isinstance(node, nnx.List) and not layers(node)
-
-
-def layers(node, prefix: str = "") -> list[tuple[str, nnx.Module]]:
-    """The layers under `node`, depth first in definition order, with '/'-joined paths."""
-    found = []
-    for name, child in _children(node):
-        path = f"{prefix}{name}"
-        found.extend([(path, child)] if _is_layer(child) else layers(child, path + "/"))
-    return found
-
-
 def describe(module) -> list[dict]:
     """One record per layer: path, kind, settings, and its parameters' shapes."""
     records = []
-    for path, layer in layers(module):
+    for path, layer in sublayers(module):
         kind = kind_of(layer)
         settings = {name: _plain(getattr(layer, name, None)) for name in LAYER_SETTINGS.get(kind, ())}
         params = {
@@ -295,7 +267,7 @@ def _padding(value):
 
 
 def _set_child(module, path: str, layer) -> None:
-    """Puts `layer` where `path` (from `layers`) points, through attributes, lists and dicts."""
+    """Puts `layer` where `path` (from `sublayers`) points, through attributes, lists and dicts."""
     *parents, last = path.split("/")
     node = module
     for name in parents:
@@ -368,4 +340,4 @@ def _same_layer_kinds(mine: list[dict], theirs: list[dict]) -> bool:
 
 def reference_paths(model) -> dict[str, str]:
     """{path of a grafted layer in the student's model: the reference path it was built from}."""
-    return {path: layer.reference_path for path, layer in layers(model) if isinstance(layer, _Recorded)}
+    return {path: layer.reference_path for path, layer in sublayers(model) if isinstance(layer, _Recorded)}

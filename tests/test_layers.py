@@ -169,3 +169,27 @@ def test_conv_outputs_are_captured_like_nnx_conv_outputs():
     paths = {path for path, _ in nnx.to_flat_state(captured)}
     assert ("fast", "__call__") in paths
     np.testing.assert_allclose(captured["fast"]["__call__"][0], model.fast(images), rtol=1e-6)
+
+
+def test_sublayers_walks_a_model_in_definition_order_with_paths():
+    class Block(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = layers.Conv(1, 2, (3, 3), rngs=rngs)
+            self.activation = nnx.relu  # a function, not a layer: skipped
+
+    class Model(nnx.Module):  # defined out of alphabetical order, as nnx.iter_modules would list it
+        def __init__(self, rngs):
+            self.zeta = nnx.Linear(2, 2, rngs=rngs)
+            self.blocks = nnx.List([Block(rngs), Block(rngs)])
+            self.heads = nnx.data({"b": nnx.Linear(2, 3, rngs=rngs), "a": nnx.Dropout(0.5)})
+            self.tail = nnx.Sequential(nnx.Linear(3, 3, rngs=rngs), nnx.relu)
+            self.alpha = nnx.Linear(3, 1, rngs=rngs)
+            self.width = 7
+
+    model = Model(nnx.Rngs(0))
+    found = layers.sublayers(model)
+    assert [path for path, _ in found] == ["zeta", "blocks/0/conv", "blocks/1/conv", "heads/b", "heads/a",
+                                           "tail/layers/0", "alpha"]
+    expected = [model.zeta, model.blocks[0].conv, model.blocks[1].conv, model.heads["b"], model.heads["a"],
+                model.tail.layers[0], model.alpha]
+    assert all(layer is wanted for (_, layer), wanted in zip(found, expected, strict=True))
