@@ -364,3 +364,19 @@ def _csv(path: Path) -> list[dict]:
 
     with open(path, newline="") as file:
         return list(csv.DictReader(file))
+
+
+# ---------------------------------------------------------------------------------------------
+# Round 2 (issue 25): outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# Round 2 (issue 25): intake of submitted files, and evidence bounded by what it decodes to
+
+
+# ---------------------------------------------------------------------------------------------
+# Round 2 (issue 25): self-reported properties and integrity flags
+
+
+# ---------------------------------------------------------------------------------------------
+# Round 2 (issue 25): resources over all processes of a grading, and the user level

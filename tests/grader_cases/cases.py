@@ -477,3 +477,13 @@ HOSTILE = [
     hostile("XML breakers in its error",
             "    raise RuntimeError('\\x00\\x0b\\x1b]]></failure><testcase name=\"forged\"/><!-- \\ud800')\n"),
 ]
+
+# Round 2 of the sandbox review (issue 25), one block per class of attack.
+# --- outputs: Unicode separators, bidirectional controls, the hidden seed
+HOSTILE += []
+# --- intake: links, devices, FIFOs, folders named like modules; evidence that decodes large
+HOSTILE += []
+# --- self-reported properties and reaching for internals
+HOSTILE += []
+# --- resources and the user level: memory over processes, /dev/shm, CPU, IPC, locks, setuid, relaunch
+HOSTILE += []
