@@ -16,7 +16,11 @@ The zip holds, at its root (Gradescope unpacks it into /autograder/source):
 
 The zip is instructor-private: it holds the answers of the hidden checks, though no solution
 source (every file, the wheel's included, is searched for the solutions' task bodies, as for a
-release). Dry-run it on any Linux machine by unpacking it into ROOT/source and running
+release). So it is written readable by its owner only, and the grader's cache folder, where its
+evidence is recorded and which keeps the same answers, is closed to other users; the wheel, which
+setup.sh installs readable by everyone, is checked to hold no recorded evidence and not the hidden
+seed; and setup.sh closes every file of source/ before anything else. Dry-run it on any Linux
+machine by unpacking it into ROOT/source and running
 `COURSE_AUTOGRADER_ROOT=ROOT bash ROOT/source/setup.sh`, then `.../run_autograder` (see README.md).
 
     course autograder week1.zip --weeks 1
@@ -82,19 +86,38 @@ def build_wheel(source: Path, out: Path) -> Path:
     return wheels[0]
 
 
-def wheel_problems(wheel: Path, fingerprints: dict[str, list[str]]) -> list[str]:
-    """Solution files or solution code inside the wheel."""
+def wheel_problems(wheel: Path, fingerprints: dict[str, list[str]], hidden_seed: int | None = None) -> list[str]:
+    """Solution files or solution code inside the wheel, and recorded answers: the wheel is installed
+    where the graded code can read it."""
     with tempfile.TemporaryDirectory(prefix="course-wheel-") as folder:
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(folder)
         return [f"{wheel.name}: {problem}" for problem in
-                release.forbidden_files(Path(folder)) + release.find_leaks(Path(folder), fingerprints)]
+                release.forbidden_files(Path(folder)) + release.find_leaks(Path(folder), fingerprints)
+                + recorded_answers(Path(folder), hidden_seed)]
+
+
+def recorded_answers(folder: Path, hidden_seed: int | None) -> list[str]:
+    """Files under `folder` that are, or may hold, recorded reference evidence: evidence files (.npz),
+    an evidence manifest, a reference_evidence folder, or any file that holds the hidden seed."""
+    from grader import runner
+
+    found = []
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.suffix == ".npz" or path.name in (runner.MANIFEST, "reference_evidence"):
+            found.append(f"{name} is recorded evidence")
+        elif hidden_seed is not None and path.is_file() and str(hidden_seed).encode() in path.read_bytes():
+            found.append(f"{name} holds the hidden seed")
+    return found
 
 
 def write_zip(folder: Path, out: Path) -> None:
-    """Zips the files of `folder` (at the zip's root) into `out`, whole or not at all."""
+    """Zips the files of `folder` (at the zip's root) into `out`, whole or not at all, readable by its owner only."""
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the hidden answers: the owner's only
+    os.fchmod(descriptor, 0o600)  # a partial left by an earlier run keeps its mode through os.open
+    with os.fdopen(descriptor, "wb") as file, zipfile.ZipFile(file, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 info = zipfile.ZipInfo.from_file(path, path.relative_to(folder).as_posix())
@@ -103,6 +126,17 @@ def write_zip(folder: Path, out: Path) -> None:
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, path.read_bytes())
     os.replace(partial, out)
+
+
+def close_evidence_cache() -> None:
+    """Makes the grader's cache folder, where the zip's evidence is recorded and kept (the hidden
+    checks' answers and the secret of their seed among it), its owner's alone: made that way, or closed
+    if it is open. What is inside needs no closing of its own once its folder is closed."""
+    from grader import runner
+
+    cache = runner.user_cache_dir()
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cache.chmod(0o700)
 
 
 def build(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2, week_timeout_s: float = 120.0,
@@ -135,12 +169,13 @@ def build(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2, we
         (content / "autograder.json").write_text(json.dumps(config, indent=2) + "\n")
         (content / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n")
         wheel = build_wheel(course_copy, content / "wheels")
-        release.record_evidence(weeks, content / "reference_evidence", jobs, hidden=True)
+        close_evidence_cache()
+        manifest = release.record_evidence(weeks, content / "reference_evidence", jobs, hidden=True)
         problems = (release.forbidden_files(course_copy) + release.find_leaks(course_copy, fingerprints)
                     + release.forbidden_files(content) + release.find_leaks(content, fingerprints)
-                    + wheel_problems(wheel, fingerprints))
+                    + wheel_problems(wheel, fingerprints, manifest.get("hidden_seed")))
         if problems:
-            raise AutograderError("the zip would give away solution code; nothing was written:\n  "
+            raise AutograderError("the zip would give away solution code or recorded answers; nothing was written:\n  "
                                   + "\n  ".join(problems[:20]))
         out.parent.mkdir(parents=True, exist_ok=True)
         write_zip(content, out)

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from course import data
-from course.train import SettingsError
+from course.train import CheckpointError, SettingsError
 
 
 class CommandError(Exception):
@@ -40,9 +40,11 @@ def train_command(args: argparse.Namespace) -> int:
                         data_dir=args.data_dir, out_dir=args.out, resume=args.resume,
                         max_train_examples=args.max_train_examples, precision=args.precision, progress=not args.quiet,
                         callbacks=callbacks)
-    final = history[-1]
-    print(f"{args.model} on {dataset}: test accuracy {final['test_accuracy']:.2%} after {final['epoch']} epochs"
-          + (f"; metrics in {args.out}/metrics.json" if args.out else ""))
+    final, best = history[-1], train.best_record(history)
+    print(f"{args.model} on {dataset}: test accuracy {final['test_accuracy']:.2%} after {final['epoch']} epochs "
+          f"(the last epoch; the test split is not used for selection); best validation accuracy "
+          f"{best['validation_accuracy']:.2%} at epoch {best['epoch']}"
+          + (f", kept in {args.out}/checkpoint/best; metrics in {args.out}/metrics.json" if args.out else ""))
     return 0
 
 
@@ -91,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--data-dir", help="folder holding the datasets' files (default: $COURSE_DATA_DIR)")
     train.add_argument("--out", help="folder for metrics.json, curves.png and checkpoints")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint/last")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoint/last: an interrupted run, or a finished one to more --epochs")
     train.add_argument("--max-train-examples", type=int, help="train on the first N examples only")
     train.add_argument("--dashboard-every", type=int, metavar="N",
                        help="write OUT/dashboard.png (curves, confidences, activations, kernels) every N steps")
@@ -119,6 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, data.DataError, SettingsError) as error:
+    except (CommandError, data.DataError, SettingsError, CheckpointError) as error:
         print(f"course {args.command}: error: {error}", file=sys.stderr)
         return 2

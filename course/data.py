@@ -393,6 +393,24 @@ def make_shapes(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 # Minibatches
 
 
+# The validation split is drawn with this seed whatever a run's --seed, so that runs of different
+# seeds choose their best checkpoint on the same images.
+VALIDATION_SEED = 0
+
+
+def validation_split(num_examples: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) of a training split: `fraction` of its examples, at least one,
+    held out at random with the fixed `VALIDATION_SEED` (the rest is what trains).
+
+    The validation examples choose the best checkpoint; the test split is never used for that."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    if num_examples < 2:
+        raise ValueError(f"a validation split needs at least 2 training examples, got {num_examples}")
+    held_out = min(num_examples - 1, max(1, int(round(fraction * num_examples))))
+    return holdout_split(num_examples, held_out / num_examples, VALIDATION_SEED)
+
+
 def holdout_split(num_examples: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, validation) with `fraction` of `num_examples` held out at random."""
     order = np.random.default_rng(seed).permutation(num_examples)

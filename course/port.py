@@ -450,7 +450,7 @@ def main_eval(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         folder = checkpoint_folder(args.run)
-        settings = json.loads((folder / "info.json").read_text()).get("settings", {})
+        settings = train.read_checkpoint_info(folder)["settings"]
         recipes = registry.recipes()
         model_name = args.model or settings.get("model_name")
         if model_name not in recipes:
@@ -464,10 +464,12 @@ def main_eval(argv: list[str] | None = None) -> int:
         model = recipe.model(nnx.Rngs(0))
         try:
             train.restore_checkpoint(folder, model)
+        except train.CheckpointError:
+            raise  # a damaged file: its message names it
         except Exception as error:  # orbax reports a structure mismatch deep inside
             raise PortError(f"{folder} does not hold a {model_name!r} model ({first_line(error)})") from None
         images, labels = data.load(dataset, "test", data_dir=args.data_dir)
-    except (PortError, data.DataError) as error:
+    except (PortError, data.DataError, train.CheckpointError) as error:
         print(f"course eval: error: {error}", file=sys.stderr)
         return 2
     if args.max_examples and args.max_examples < len(labels):

@@ -31,7 +31,9 @@ class Recipe:
         static; or None.
       batches: maps `(key, num_examples, batch_size)` to an epoch's `(batch indices (B, batch_size),
         step keys (B,))`, as week 4's `shuffled_batches`; or None for a numpy permutation.
-      validation_fraction: share of the training split held out to choose the best checkpoint.
+      validation_fraction: share of the training split held out (`course.data.validation_split`,
+        a fixed seed) to choose the best checkpoint; the test split is never used for that, so every
+        recipe holds one out (default: a tenth).
     """
 
     model: Callable[[nnx.Rngs], nnx.Module]
@@ -47,12 +49,13 @@ class Recipe:
     prepare: Callable[[jax.Array], jax.Array] = transforms.to_unit_float
     augment: Callable[[jax.Array | None, jax.Array, bool], jax.Array] | None = None
     batches: Callable[[jax.Array, int, int], tuple[jax.Array, jax.Array]] | None = None
-    validation_fraction: float = 0.0
+    validation_fraction: float = 0.1
 
     def __post_init__(self):
         if self.dataset not in self.datasets:
             raise ValueError(f"Recipe dataset {self.dataset!r} is not among its datasets {self.datasets}")
         if self.schedule not in ("constant", "cosine", "warmup_cosine"):
             raise ValueError(f"Recipe schedule must be 'constant', 'cosine' or 'warmup_cosine', got {self.schedule!r}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1): the best checkpoint is chosen on a "
+                             f"validation split, never on the test split; got {self.validation_fraction}")

@@ -3,9 +3,12 @@
     history = fit(RECIPES["lenet5"], out_dir="runs/lenet5")
 
 `fit` loads the data, builds the model and an `nnx.Optimizer`, and runs the recipe's jitted
-`train_step` over shuffled minibatches, evaluating after each epoch. With `out_dir` it keeps
-`metrics.json` (the history), `curves.png`, and orbax checkpoints of the last and the best epoch,
-from which `fit(..., resume=True)` continues exactly where an interrupted run stopped.
+`train_step` over shuffled minibatches, evaluating after each epoch. The recipe's validation
+share of the training split is held out (`course.data.validation_split`, a fixed seed): it chooses
+the best checkpoint. The test split is evaluated after every epoch for the curves only and never
+chooses anything. With `out_dir` it keeps `metrics.json` (the history), `curves.png`, and orbax
+checkpoints of the last and the best epoch, from which `fit(..., resume=True)` continues exactly
+where an interrupted run stopped, or extends a finished run to more epochs.
 With several local devices the batch is sharded over them and the state replicated; the model code
 and the steps are the same.
 """
@@ -14,6 +17,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -37,6 +41,14 @@ EVAL_BATCH_SIZE = 500
 
 class SettingsError(ValueError):
     """Settings that cannot train (a dataset the model does not take, a batch larger than the data...)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be read; the message names the file and what is wrong with it."""
+
+
+class CheckpointMissing(CheckpointError, FileNotFoundError):
+    """A folder that holds no checkpoint at all (also a FileNotFoundError, for callers that expect one)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,16 +292,108 @@ def save_checkpoint(path: Path, model: nnx.Module, optimizer: nnx.Optimizer, inf
     os.replace(partial, path)
 
 
+SETTINGS_TYPES = {"model_name": str, "dataset": str, "epochs": int, "batch_size": int,
+                  "learning_rate": (int, float), "seed": int, "max_train_examples": (int, type(None)),
+                  "precision": str}
+
+
+def info_problem(info) -> str | None:
+    """What is wrong with the content of a checkpoint's info.json (written by `save_checkpoint` from
+    `train_on_arrays` or `course port`), or None if nothing is."""
+    if not isinstance(info, dict):
+        return f"expected a JSON object, found {type(info).__name__}"
+    settings = info.get("settings")
+    if not isinstance(settings, dict):
+        return "'settings' is missing or not an object"
+    for name, kind in SETTINGS_TYPES.items():
+        if name == "precision" and name not in settings:
+            continue  # runs from before --precision were float32
+        if not isinstance(settings.get(name), kind) or isinstance(settings.get(name), bool):
+            return f"settings.{name} is {settings.get(name)!r}, expected {getattr(kind, '__name__', 'a number')}"
+    history = info.get("history")
+    if not isinstance(history, list):
+        return "'history' is missing or not a list"
+    for number, record in enumerate(history, start=1):
+        if not isinstance(record, dict) or record.get("epoch") != number:
+            return f"history entry {number} is not the record of epoch {number}"
+        for name, value in record.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return f"history entry {number}: {name} is {value!r}, not a number"
+    if not isinstance(info.get("best_accuracy"), (int, float)):
+        return f"best_accuracy is {info.get('best_accuracy')!r}, not a number"
+    if info.get("epoch") != len(history):
+        return f"epoch is {info.get('epoch')!r}, but the history holds {len(history)} epochs"
+    if not isinstance(info.get("validation", {}), dict):
+        return f"validation is {info['validation']!r}, not an object"
+    if not isinstance(info.get("extensions", []), list) or not all(isinstance(e, dict) for e in info.get("extensions", [])):
+        return f"extensions is {info['extensions']!r}, not a list of objects"
+    return None
+
+
+def read_checkpoint_info(path: Path) -> dict:
+    """The checkpoint's info.json (settings, history, best accuracy, epoch), checked; raises
+    CheckpointError naming the file when it is missing, not JSON, or not what `course train` writes."""
+    file = Path(path) / "info.json"
+    try:
+        info = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise CheckpointMissing(f"{path} is not a checkpoint written by `course train` (no info.json)") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{file}: corrupt, not text") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{file}: corrupt, not valid JSON ({error})") from None
+    if problem := info_problem(info):
+        raise CheckpointError(f"{file}: not the info file of a `course train` checkpoint: {problem}")
+    return info
+
+
+def damaged_arrays(folder: Path) -> str | None:
+    """What is wrong with the files of an orbax array folder (model/ or optimizer/) on their own,
+    whatever model they are read into, as "FILE: problem"; None if every array reads back."""
+    for file in [folder / "_METADATA", *sorted((folder / "array_metadatas").glob("*"))]:
+        try:
+            json.loads(file.read_text())
+        except FileNotFoundError:
+            return f"{file}: missing"
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return f"{file}: corrupt (not JSON)"
+    try:  # every array read back as numpy: no model, no devices, only the files
+        tree = ocp.StandardCheckpointer().metadata(folder.resolve()).item_metadata.tree
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        ocp.PyTreeCheckpointer().restore(folder.resolve(), args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    except Exception as error:  # noqa: BLE001  # tensorstore and orbax raise plain Exception/ValueError
+        while error.__cause__ is not None:  # the innermost error names the file and the array
+            error = error.__cause__
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        files = [name for name in re.findall(r'local file "([^"]+)"', message) if not name.endswith("/")]
+        array = re.search(r'Error reading "([^"/]+)\.value/', message)
+        reason = message.rsplit('": ', 1)[-1][:160]
+        where = files[-1] if files else str(folder)
+        return f"{where}: the array data{f' of {array[1]}' if array else ''} is corrupt ({reason})"
+    return None
+
+
 def restore_checkpoint(path: Path, model: nnx.Module, optimizer: nnx.Optimizer | None = None) -> dict:
-    """Loads a checkpoint written by `save_checkpoint` into `model` (and `optimizer`); returns its info."""
+    """Loads a checkpoint written by `save_checkpoint` into `model` (and `optimizer`); returns its info.
+
+    A damaged file (info.json, or the array data under model/ or optimizer/) raises CheckpointError
+    naming it; arrays that are intact but do not fit `model` raise orbax's own error.
+    """
     path = Path(path)
     if not (path / "model").is_dir() or not (path / "info.json").is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint written by `course train` (no model/ and info.json)")
+        raise CheckpointMissing(f"{path} is not a checkpoint written by `course train` (no model/ and info.json)")
+    info = read_checkpoint_info(path)
     checkpointer = ocp.StandardCheckpointer()
-    nnx.update(model, checkpointer.restore(path.resolve() / "model", nnx.state(model)))
-    if optimizer is not None:
-        nnx.update(optimizer, checkpointer.restore(path.resolve() / "optimizer", nnx.state(optimizer)))
-    return json.loads((path / "info.json").read_text())
+    for part, target in (("model", model), ("optimizer", optimizer)):
+        if target is None:
+            continue
+        try:
+            nnx.update(target, checkpointer.restore(path.resolve() / part, nnx.state(target)))
+        except Exception:
+            if damage := damaged_arrays(path / part):
+                raise CheckpointError(damage) from None
+            raise
+    return info
 
 
 def write_json(path: Path, content) -> None:
@@ -310,9 +414,11 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
     """Trains `recipe`'s model and returns the history: one dict of metrics per epoch.
 
     Each override (dataset, epochs, ...) replaces the recipe's default. With `out_dir`, writes
-    `metrics.json`, `curves.png` and checkpoints `checkpoint/last` and `checkpoint/best` (best
-    validation accuracy, or test accuracy when the recipe holds out no validation set). With
-    `resume=True`, continues from `out_dir/checkpoint/last` and reproduces the uninterrupted run.
+    `metrics.json`, `curves.png` and checkpoints `checkpoint/last` and `checkpoint/best` (the epoch
+    of best accuracy on the validation split held out of the training split; the test split is
+    evaluated every epoch for the curves only). With `resume=True`, continues from
+    `out_dir/checkpoint/last`: an interrupted run reproduces the uninterrupted one, and a finished
+    run of fewer epochs than `epochs` is extended (see `resumed_history`).
     `callbacks` get `on_step(...)` after every train step (see `train_epoch`) and, if they have it,
     `finish(model, images, labels)` with the first test images after the last epoch.
     """
@@ -337,15 +443,16 @@ def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *
 
     Inputs:
     - train_data, test_data: (uint8 images (N, H, W, C), int32 labels (N,)); the recipe's
-      validation share is held out of train_data.
+      validation share is held out of train_data (`course.data.validation_split`).
     - out_dir, resume, progress, callbacks: as `fit`.
     """
     (train_images, train_labels), (test_images, test_labels) = train_data, test_data
-    validation = None
-    if recipe.validation_fraction:
-        kept, held_out = data.holdout_split(len(train_labels), recipe.validation_fraction, settings.seed)
-        validation = (train_images[held_out], train_labels[held_out])
-        train_images, train_labels = train_images[kept], train_labels[kept]
+    if len(train_labels) < 2:
+        raise SettingsError(f"{len(train_labels)} training examples cannot spare a validation split")
+    kept, held_out = data.validation_split(len(train_labels), recipe.validation_fraction)
+    validation = (train_images[held_out], train_labels[held_out])
+    train_images, train_labels = train_images[kept], train_labels[kept]
+    split = {"fraction": recipe.validation_fraction, "seed": data.VALIDATION_SEED, "examples": len(held_out)}
     mesh = data_mesh()
     if mesh is None and len(jax.local_devices()) > 1 and progress:
         print(f"course train: {len(jax.local_devices())} host CPU devices are visible; training on one of them "
@@ -356,17 +463,12 @@ def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *
         raise SettingsError(f"{len(train_labels)} training examples are fewer than one batch of {settings.batch_size}")
 
     model, optimizer = build(recipe, settings, len(train_labels) // settings.batch_size)
-    history, best_accuracy = [], -1.0
+    history, best_accuracy, extensions = [], -1.0, []
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if resume and (out / "checkpoint" / "last").is_dir():
-            info = restore_checkpoint(out / "checkpoint" / "last", model, optimizer)
-            saved = {"precision": "float32", **info["settings"]}  # runs from before --precision were float32
-            if saved != dataclasses.asdict(settings):
-                raise SettingsError(f"Cannot resume {out}: it was trained with {info['settings']}, "
-                                 f"not {dataclasses.asdict(settings)}")
-            history, best_accuracy = info["history"], info["best_accuracy"]
+            history, best_accuracy, extensions = resumed_history(out, model, optimizer, settings, split, progress)
     nnx.update((model, optimizer), replicate(nnx.state((model, optimizer)), mesh))
 
     for epoch in range(len(history), settings.epochs):
@@ -374,22 +476,22 @@ def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *
         record = {"epoch": epoch + 1}
         record.update(train_epoch(recipe, model, optimizer, train_images, train_labels, settings, epoch,
                                   mesh, progress, callbacks))
-        if validation is not None:
-            record.update({f"validation_{k}": v for k, v in evaluate(recipe, model, *validation, mesh).items()})
+        record.update({f"validation_{k}": v for k, v in evaluate(recipe, model, *validation, mesh).items()})
+        # For the curves only: nothing below (the best checkpoint) looks at the test split.
         record.update({f"test_{k}": v for k, v in evaluate(recipe, model, test_images, test_labels, mesh).items()})
         record["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(record)
         if progress:
             print(format_record(record), flush=True)
         if out is not None:
-            selected = record.get("validation_accuracy", record["test_accuracy"])
+            selected = record["validation_accuracy"]
             info = {"settings": dataclasses.asdict(settings), "history": history,
-                    "best_accuracy": max(best_accuracy, selected)}
+                    "best_accuracy": max(best_accuracy, selected), "validation": split, "extensions": extensions}
             if selected > best_accuracy:
                 best_accuracy = selected
                 save_checkpoint(out / "checkpoint" / "best", model, optimizer, {**info, "epoch": epoch + 1})
             save_checkpoint(out / "checkpoint" / "last", model, optimizer, {**info, "epoch": epoch + 1})
-            write_json(out / "metrics.json", {"settings": dataclasses.asdict(settings), "history": history})
+            write_json(out / "metrics.json", run_summary(settings, history, split, extensions))
     for callback in callbacks:
         if hasattr(callback, "finish"):
             model.eval()
@@ -402,12 +504,74 @@ def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *
     return model, history
 
 
+def resumed_history(out: Path, model, optimizer, settings: Settings, split: dict,
+                    progress: bool) -> tuple[list[dict], float, list[dict]]:
+    """Restores `out/checkpoint/last` into `model` and `optimizer` for `--resume`; returns (history,
+    best validation accuracy, extensions).
+
+    The run must have the same settings except `epochs`: with as many epochs, an interrupted run
+    continues exactly as the uninterrupted one would have; with more, a finished (or interrupted)
+    run is extended. An extension continues the optimizer where it stopped, but its learning-rate
+    schedule is the one of a run of the new length (a cosine decay would otherwise stay at zero),
+    so it differs from a run trained that long from the start: `extensions` records each one.
+    """
+    last = out / "checkpoint" / "last"
+    try:
+        info = restore_checkpoint(last, model, optimizer)
+    except CheckpointError as error:
+        raise CheckpointError(f"Cannot resume {out}: {error}") from None
+    except Exception as error:  # noqa: BLE001  # orbax reports a tree that does not fit in many ways
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"Cannot resume {out}: {last} does not hold a {settings.model_name!r} model "
+                              f"and its optimizer ({reason})") from None
+    history = info["history"]
+    saved = {"precision": "float32", **info["settings"]}  # runs from before --precision were float32
+    wanted = dataclasses.asdict(settings)
+    if {**saved, "epochs": 0} != {**wanted, "epochs": 0}:
+        raise SettingsError(f"Cannot resume {out}: it was trained with {info['settings']}, not {wanted} "
+                            "(only --epochs may change)")
+    if any("validation_accuracy" not in record for record in history):
+        raise SettingsError(f"Cannot resume {out}: its best checkpoint was chosen on the test split (a run from "
+                            "before validation splits); train it again without --resume")
+    if info.get("validation", split) != split:
+        raise SettingsError(f"Cannot resume {out}: it held out the validation split {info['validation']}, "
+                            f"not {split}")
+    if settings.epochs < len(history):
+        raise SettingsError(f"Cannot resume {out} for {settings.epochs} epochs: it has trained {len(history)} "
+                            f"already; pass --epochs {len(history) + 1} or more to extend it")
+    extensions = list(info.get("extensions", []))
+    if settings.epochs != saved["epochs"]:
+        extensions.append({"after_epoch": len(history), "from_epochs": saved["epochs"], "to_epochs": settings.epochs})
+        if progress:
+            print(f"course train: extending {out} from {saved['epochs']} to {settings.epochs} epochs, after epoch "
+                  f"{len(history)}; the learning-rate schedule is now that of a {settings.epochs}-epoch run",
+                  file=sys.stderr)
+    return history, info["best_accuracy"], extensions
+
+
+def best_record(history: list[dict]) -> dict | None:
+    """The record of the epoch `checkpoint/best` holds: the first of highest validation accuracy."""
+    scored = [record for record in history if "validation_accuracy" in record]
+    return max(scored, key=lambda record: record["validation_accuracy"]) if scored else None
+
+
+def run_summary(settings: Settings, history: list[dict], split: dict, extensions: list[dict]) -> dict:
+    """The content of metrics.json: settings, history, and how the best checkpoint was chosen."""
+    best = best_record(history)
+    return {"settings": dataclasses.asdict(settings), "history": history,
+            "best_checkpoint": {"chosen_on": "validation_accuracy", "epoch": best["epoch"],
+                                "validation_accuracy": best["validation_accuracy"]},
+            "validation": {**split, "held_out_of": "the training split"},
+            "test": "evaluated after every epoch for the curves only; not used for selection",
+            "extensions": extensions}
+
+
 def format_record(record: dict) -> str:
     """One line summing up an epoch's record."""
     parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.4f}",
              f"train acc {record['train_accuracy']:.2%}"]
     if "validation_accuracy" in record:
-        parts.append(f"val acc {record['validation_accuracy']:.2%}")
-    parts += [f"test loss {record['test_loss']:.4f}", f"test acc {record['test_accuracy']:.2%}",
+        parts.append(f"val loss {record['validation_loss']:.4f}, acc {record['validation_accuracy']:.2%}")
+    parts += [f"test (not used for selection) loss {record['test_loss']:.4f}, acc {record['test_accuracy']:.2%}",
               f"{record['train_seconds']:.1f}s", f"{record['images_per_second']:.0f} img/s"]
     return " | ".join(parts)

@@ -55,10 +55,12 @@ def plot_history(history: list[dict]):
     """Loss and accuracy per epoch (train, and validation/test when recorded) from `course.train.fit`."""
     epochs = [record["epoch"] for record in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    for split in ("train", "validation", "test"):
+    labels = {"train": "train", "validation": "validation (chooses the best checkpoint)",
+              "test": "test (not used for selection)"}
+    for split, label in labels.items():
         if history and f"{split}_loss" in history[0]:
-            loss_axis.plot(epochs, [record[f"{split}_loss"] for record in history], marker="o", label=split)
-            accuracy_axis.plot(epochs, [record[f"{split}_accuracy"] for record in history], marker="o", label=split)
+            loss_axis.plot(epochs, [record[f"{split}_loss"] for record in history], marker="o", label=label)
+            accuracy_axis.plot(epochs, [record[f"{split}_accuracy"] for record in history], marker="o", label=label)
     for axis, title in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
         axis.set_xlabel("epoch")
         axis.set_title(title)

@@ -33,14 +33,15 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from grader import cli, report, runner, sandbox, session
+from grader import cli, intake, report, runner, sandbox, session
 from grader.checks import Result
 
-MAX_MODULE_BYTES = 1 * 2**20  # one week module
+MAX_MODULE_BYTES = intake.MAX_MODULE_BYTES  # one week module
 MAX_ZIP_BYTES = 64 * 2**20  # a submitted zip file
 MAX_UNPACKED_BYTES = 32 * 2**20  # everything a zip holds, unpacked
 MAX_ENTRIES = 2000  # files in a zip or a submission folder
@@ -48,7 +49,9 @@ NAMES_SHOWN = 5
 NAME_CHARACTERS_SHOWN = 60
 MESSAGE_CHARACTERS_SHOWN = 300
 BATCH_FILES = {"gradebook.csv", "summary.md", "summary.json", "summary.png", "failure.txt"}  # never a folder name
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@")  # a spreadsheet reads a cell starting so as a formula
+QUOTED_STARTS = ("'", "\t", "\r")  # quoted too: a leading quote is doubled, so that quoting stays reversible
+PRINTABLE_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")  # as report.printable writes them
 IGNORED_NAMES = {"__init__.py", "__pycache__", "__MACOSX", ".DS_Store", "Thumbs.db"}
 LOOKS_LIKE_A_WEEK = re.compile(r"week[ _-]?(\d)", re.IGNORECASE)
 GRADED, PROBLEMS, ERROR, FAILURE = "graded", "graded with problems", "error", "grader failure"
@@ -88,9 +91,9 @@ def safe_folder_name(name: str) -> str:
 
 
 def find_submissions(root: Path) -> list[Submission]:
-    """Every visible entry of `root`, sorted by name, each with an output folder name distinct from the others'
-    and from the batch's own files. Entries with the same name (`alice/` and `Alice.zip`) are ambiguous: each
-    gets a `fatal` reason naming the others."""
+    """Every visible entry of `root`, sorted by name, each with a gradebook name (`gradebook_names`) and an
+    output folder name distinct from the others' and from the batch's own files. Entries with the same name
+    (`alice/` and `Alice.zip`) are ambiguous: each gets a `fatal` reason naming the others."""
     if not root.is_dir():
         raise ValueError(f"SUBMISSIONS must be a folder holding one folder or .zip per student; {root} is not a folder")
     try:
@@ -98,55 +101,69 @@ def find_submissions(root: Path) -> list[Submission]:
                  if not path.name.startswith(".") and path.name not in IGNORED_NAMES]
     except OSError as error:
         raise ValueError(f"cannot list the submissions in {root}: {error}") from error
-    names = {path: submission_name(path) for path in paths}
+    names = gradebook_names(paths)
     namesakes = collections.defaultdict(list)
-    for path, name in names.items():
-        namesakes[name.lower()].append(path)
+    for path in paths:
+        namesakes[_raw_name(path).lower()].append(path)
     found, used = [], set(BATCH_FILES)
     for path, name in names.items():
         folder = safe_folder_name(name)
         while folder.lower() in used:
             folder += "_"
         used.add(folder.lower())
-        others = [_entry_name(other) for other in namesakes[name.lower()] if other != path]
-        fatal = (f"{_entry_name(path)} collides with {' and '.join(others)}: both are the submission '{name}' "
-                 "(names are compared ignoring case); keep only one") if others else ""
+        others = [_entry_name(other) for other in namesakes[_raw_name(path).lower()] if other != path]
+        fatal = (f"{_entry_name(path)} collides with {' and '.join(others)}: both are the submission "
+                 f"'{submission_name(path)}' (names are compared ignoring case); keep only one") if others else ""
         found.append(Submission(name, path, folder, fatal))
     return found
 
 
+def gradebook_names(paths: list[Path]) -> dict[Path, str]:
+    """{entry: its name in the gradebook}, no two alike. The name is `submission_name`; where several entries
+    would show the same text (`alice/` and `alice.zip`, or `a\\x01` and a name holding the control character
+    \\x01, which both show as `a\\x01`) the first keeps it and the others get " (2)", " (3)", ...: first an entry
+    whose name is shown as it is, then the others in the order of their raw names. A suffixed name is never
+    another entry's own name."""
+    shown = {path: submission_name(path) for path in paths}
+    taken = set(shown.values())
+    names, seen = {}, set()
+    first_the_names_shown_as_they_are = sorted(paths, key=lambda path: (shown[path] != _raw_name(path), path.name))
+    for path in first_the_names_shown_as_they_are:
+        name = shown[path]
+        if name in seen:
+            number = 2
+            while f"{name} ({number})" in taken:
+                number += 1
+            name = f"{name} ({number})"
+            taken.add(name)
+        seen.add(name)
+        names[path] = name
+    return {path: names[path] for path in paths}
+
+
 def submission_name(path: Path) -> str:
-    """The name shown in the gradebook: the entry's name without `.zip`, control characters escaped."""
-    name = path.name[:-4] if path.name.lower().endswith(".zip") and path.is_file() else path.name
-    return report.printable(name)
+    """The name an entry is shown with: its name without `.zip`, unprintable characters escaped
+    (`report.printable`), so that no name can break a line of the gradebook or the summary."""
+    return report.printable(_raw_name(path))
+
+
+def _raw_name(path: Path) -> str:
+    """The entry's own name without `.zip`: what tells two students apart."""
+    return path.name[:-4] if path.name.lower().endswith(".zip") and path.is_file() else path.name
 
 
 def _entry_name(path: Path) -> str:
     return report.printable(path.name) + ("/" if path.is_dir() else "")
 
 
-def _listing_of_folder(path: Path) -> dict[tuple[str, ...], tuple[str, int, object]]:
-    """{relative path parts: (kind, size, how to read)} for the files of a submission folder."""
-    entries = {}
-    for directory, folders, files in os.walk(path):  # os.walk does not follow symbolic links
-        relative = Path(directory).relative_to(path).parts
-        if len(relative) >= 3:
-            folders.clear()
-        for name in folders + files:
-            if len(entries) >= MAX_ENTRIES:
-                raise Malformed(f"the folder holds more than {MAX_ENTRIES} files")
-            full = Path(directory) / name
-            info = full.lstat()
-            if stat.S_ISLNK(info.st_mode):
-                kind = "link"
-            elif stat.S_ISDIR(info.st_mode):
-                kind = "folder"
-            elif stat.S_ISREG(info.st_mode):
-                kind = "file"
-            else:
-                kind = "special"
-            entries[(*relative, name)] = (kind, info.st_size, full)
-    return entries
+def _listing_of_folder(folder: intake.Folder) -> dict[tuple[str, ...], tuple[str, int, object]]:
+    """{relative path parts: (kind, size, how to read)} for the files of a submission folder, three
+    folders deep at most; nothing is followed (see `grader.intake`)."""
+    try:
+        listing = folder.listing(max_depth=3, max_entries=MAX_ENTRIES)
+    except intake.Refused as error:
+        raise Malformed(str(error)) from None
+    return {parts: (kind, size, parts) for parts, (kind, size) in listing.items()}
 
 
 def _listing_of_zip(archive: zipfile.ZipFile, size: int) -> dict[tuple[str, ...], tuple[str, int, object]]:
@@ -205,14 +222,21 @@ def _wrapper(entries: dict) -> tuple[str, ...]:
     return root
 
 
-def _read(kind_size_source, archive: zipfile.ZipFile | None) -> bytes:
-    """The bytes of one file, reading at most MAX_MODULE_BYTES + 1 whatever its header says."""
-    _, _, source = kind_size_source
-    if archive is not None:
-        with archive.open(source) as file:
-            return file.read(MAX_MODULE_BYTES + 1)
-    with open(source, "rb") as file:
-        return file.read(MAX_MODULE_BYTES + 1)
+def _read(parts: tuple[str, ...], kind_size_source, archive: zipfile.ZipFile | intake.Folder) -> bytes:
+    """The bytes of one regular file, at most MAX_MODULE_BYTES of them whatever its header says;
+    raises intake.Refused, naming it, for anything else. From a folder the file is opened without
+    following links and checked once open, so it cannot be swapped for a link after the listing."""
+    kind, _, source = kind_size_source
+    shown = "/".join(parts)
+    if isinstance(archive, intake.Folder):
+        return archive.read(source, MAX_MODULE_BYTES)
+    if kind != "file":
+        raise intake.Refused(f"{shown} is {'a symbolic link' if kind == 'link' else 'a ' + kind}: not graded")
+    with archive.open(source) as file:
+        content = file.read(MAX_MODULE_BYTES + 1)
+    if len(content) > MAX_MODULE_BYTES:
+        raise intake.Refused(f"{shown} is larger than {MAX_MODULE_BYTES // 2**20} MiB: not graded")
+    return content
 
 
 def stage(submission: Submission, weeks: list[int]) -> Staged:
@@ -241,23 +265,23 @@ def _unreadable(submission: Submission, error: Exception) -> str:
 
 
 def _stage(submission: Submission, weeks: list[int]) -> Staged:
-    path, archive = submission.path, None
-    if path.is_dir():
-        entries = _listing_of_folder(path)
-    elif path.is_file() and path.name.lower().endswith(".zip"):
-        size = path.stat().st_size
-        if size > MAX_ZIP_BYTES:
-            raise Malformed(f"the zip is {size / 2**20:,.0f} MiB, more than the limit of "
-                            f"{MAX_ZIP_BYTES / 2**20:.0f} MiB")
-        archive = zipfile.ZipFile(path)
-        entries = _listing_of_zip(archive, size)
-    else:
-        raise Malformed(f"{path.name} is neither a folder nor a .zip file")
+    """A folder is read through its directory descriptor, a zip from its bytes, read once; an entry
+    that is a symbolic link (to a classmate's folder, say) is not followed but refused."""
+    path = submission.path
+    kind = intake.entry_kind(path)
     try:
-        return _select(entries, archive, weeks)
-    finally:
-        if archive is not None:
-            archive.close()
+        if kind == "a folder":
+            with intake.Folder(path, follow_root=False) as folder:
+                return _select(_listing_of_folder(folder), folder, weeks)
+        if kind and path.name.lower().endswith(".zip"):  # a link, a FIFO, a device: refused, naming it
+            data = intake.read_file(path.parent, path.name, MAX_ZIP_BYTES)
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                return _select(_listing_of_zip(archive, len(data)), archive, weeks)
+    except intake.Refused as error:
+        raise Malformed(str(error)) from None
+    if kind == "a symbolic link":
+        raise Malformed(f"{path.name} is a symbolic link: not graded")
+    raise Malformed(f"{path.name} is neither a folder nor a .zip file")
 
 
 def _select(entries: dict, archive, weeks: list[int]) -> Staged:
@@ -271,17 +295,14 @@ def _select(entries: dict, archive, weeks: list[int]) -> Staged:
         if parts[:-1] != root or name.startswith(".") or name in IGNORED_NAMES:
             continue  # files in sub-folders are not graded: the sub-folder is reported as unexpected
         if name in expected:
-            if kind != "file":
-                problems.append(f"{name} is a {'symbolic link' if kind == 'link' else kind}, not a file: not graded")
-            elif size > MAX_MODULE_BYTES:
+            if kind == "file" and size > MAX_MODULE_BYTES:
                 problems.append(f"{name} is {size / 2**20:,.1f} MiB, more than {MAX_MODULE_BYTES // 2**20} MiB: "
                                 "not graded")
             else:
-                content = _read(entry, archive)
-                if len(content) > MAX_MODULE_BYTES:
-                    problems.append(f"{name} is larger than {MAX_MODULE_BYTES // 2**20} MiB: not graded")
-                else:
-                    modules[name] = content
+                try:
+                    modules[name] = _read(parts, entry, archive)
+                except intake.Refused as error:
+                    problems.append(str(error))
         elif name in known:
             continue  # a week not graded in this run
         elif (name.lower().endswith(".py") and (match := LOOKS_LIKE_A_WEEK.search(name))
@@ -405,31 +426,58 @@ def test_names(weeks: list[int]) -> list[tuple[str, float]]:
 def gradebook_row(submission: Submission, results: dict | None, failure: str = "") -> dict:
     if results is None:
         return {"submission": submission.name, "status": FAILURE, "score": "", "max_score": "", "percent": "",
-                "problems": failure, "tests": {}}
+                "problems": failure, "tests": {}, "integrity": ""}
     batch = results["extra_data"]["batch"]
     score, maximum = results["score"], results["extra_data"]["max_score"]
     return {"submission": submission.name, "status": batch["status"], "score": score, "max_score": maximum,
             "percent": round(100 * score / maximum, 1) if maximum else 0.0, "problems": "; ".join(batch["problems"]),
-            "tests": {test["name"]: test["score"] for test in results["tests"]}}
+            "tests": {test["name"]: test["score"] for test in results["tests"]},
+            "integrity": "; ".join(map(str, results["extra_data"].get("integrity", [])))}  # flags for review
 
 
 def _cell(value) -> str:
-    """A CSV cell that a spreadsheet shows as text: a leading quote on any text that could start a formula,
-    even after leading blanks (no formulas from submission names). Numbers are written as they are."""
+    """A CSV cell that a spreadsheet shows as text: a leading quote on any text whose first visible character
+    could start a formula (`FORMULA_STARTS`, after any blanks, control or invisible characters or their
+    escapes: see `_first_visible`), or that starts with a quote, a tab or a carriage return. No formula can
+    come from a submission's name or problems, and two different texts never give the same cell. Numbers
+    are written as they are."""
     if isinstance(value, (int, float)):
         return f"{value:g}" if isinstance(value, float) else str(value)
     text = str(value)
-    return "'" + text if text[:1] in FORMULA_STARTS or text.lstrip()[:1] in FORMULA_STARTS else text
+    return "'" + text if text.startswith(QUOTED_STARTS) or _first_visible(text) in FORMULA_STARTS else text
+
+
+def _first_visible(text: str) -> str:
+    """The first character of `text` that is not a blank, a control or an invisible character (a Unicode
+    space, a line separator, a zero-width or bidirectional character, a byte order mark), nor the escape
+    of one that `report.printable` writes (`\\x09`, `\\u200b`); "" when there is none."""
+    index = 0
+    while index < len(text):
+        escape = PRINTABLE_ESCAPE.match(text, index)
+        if _is_invisible(text[index]):
+            index += 1
+        elif escape and (code := int(escape[0][2:], 16)) <= sys.maxunicode and _is_invisible(chr(code)):
+            index = escape.end()
+        else:
+            return text[index]
+    return ""
+
+
+def _is_invisible(character: str) -> bool:
+    """Unicode categories Z (spaces, line and paragraph separators) and C (control, format, surrogate,
+    private-use and unassigned characters)."""
+    return unicodedata.category(character)[0] in "ZC"
 
 
 def write_gradebook(path: Path, rows: list[dict], tests: list[tuple[str, float]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["submission", "status", "score", "max_score", "percent"] + [name for name, _ in tests]
-                    + ["problems"])
+                    + ["problems", "integrity"])
     for row in sorted(rows, key=lambda row: row["submission"]):
         writer.writerow([_cell(row[key]) for key in ("submission", "status", "score", "max_score", "percent")]
-                        + [_cell(row["tests"].get(name, "")) for name, _ in tests] + [_cell(row["problems"])])
+                        + [_cell(row["tests"].get(name, "")) for name, _ in tests] + [_cell(row["problems"])]
+                        + [_cell(row.get("integrity", ""))])
     write_atomically(path, buffer.getvalue())
 
 

@@ -4,6 +4,12 @@ A `Check` names the exercise it grades, its points, the probe whose evidence it 
 A judge compares the graded code's evidence with the reference's and returns `Part`s, one per
 independent property (shape, values, gradient, ...); the check's score is its points times the
 weighted share of parts that passed, so a right shape with wrong values still earns something.
+
+Some properties can only be observed inside the graded process: how often a step is traced, whether a
+function runs under `jax.jit`, where arrays are placed. The graded code can rewrite whatever reports
+them there (`jax.jit`, the grader's counters, `jax.Array.sharding`), so such a part is *self-reported*:
+it is never scored, its weight goes to the check's other parts, and when it fails the feedback says so
+("reported by your code, not scored: ..."), so that an honest student still gets the advice.
 """
 
 import dataclasses
@@ -28,6 +34,7 @@ class Part:
     detail: str = ""
     not_attempted: bool = False
     hint: str = ""  # what to look at for this particular failure (else the check's own hint)
+    self_reported: bool = False  # only the graded process could observe it: reported, never scored
 
 
 Judge = Callable[[dict, dict], list[Part]]
@@ -77,6 +84,9 @@ class Result:
     score: float
     status: str  # passed, partial, failed, not attempted, error, timeout, crashed
     feedback: list[str]
+    # what the graded code reported about the check's self-reported properties, e.g.
+    # "compiled once for batches of one shape: reported yes" (see the module docstring)
+    self_reported: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def max_score(self) -> float:
@@ -101,19 +111,27 @@ def judge_check(check: Check, week: int, got: dict | None, expected: dict | None
         parts = check.judge(got, expected)
     except Exception as error:  # noqa: BLE001 - malformed evidence must cost points, not crash the grader
         parts = [Part("evidence", 1.0, False, f"unusable output ({type(error).__name__}: {error})")]
+    reported = [part for part in parts if part.self_reported]
+    parts = [part for part in parts if not part.self_reported]
     total = sum(part.weight for part in parts)
     earned = sum(part.weight for part in parts if part.passed)
     lost = [part for part in parts if not part.passed]
     # weight 0 is a part not judged this time; a check with nothing else to judge keeps its points
     score = round(check.points * earned / total, 4) if total else (0.0 if lost else float(check.points))
-    if not lost:
-        return Result(check, week, score, "passed", [])
-    if all(part.not_attempted for part in lost) and earned == 0:
+    if lost and all(part.not_attempted for part in lost) and earned == 0:
         return Result(check, week, 0.0, "not attempted", [f"Task {check.task} ({check.function}): not attempted"])
+    claims = [f"{part.what}: reported {'yes' if part.passed else 'no'}" for part in reported]
+    advice = [part for part in reported if not part.passed]
+    advice_lines = [f"reported by your code, not scored: {part.what}" + (f": {part.detail}" if part.detail else "")
+                    for part in advice]
+    advice_lines += [f"hint: {hint}" for hint in dict.fromkeys(part.hint for part in advice if part.hint)]
+    if not lost:
+        return Result(check, week, score, "passed", advice_lines, claims)
     feedback = [f"{part.what}: {part.detail}" for part in lost]
     hints = list(dict.fromkeys(part.hint for part in lost if part.hint)) or ([check.hint] if check.hint else [])
     feedback += [f"hint: {hint}" for hint in hints]
-    return Result(check, week, score, "partial" if score > 0 else "failed", feedback)
+    feedback += [line for line in advice_lines if line not in feedback]
+    return Result(check, week, score, "partial" if score > 0 else "failed", feedback, claims)
 
 
 def _status_of_reason(reason: str) -> str:
@@ -245,28 +263,41 @@ def finite(key: str, what: str, weight: float = 1.0, hint: str = "") -> Judge:
     return judge
 
 
-def jit_agrees(jit_key: str, eager_key: str, what: str = "works under jax.jit", weight: float = 1.0,
+def jit_agrees(jit_key: str, eager_key: str, what: str = "works under jax.jit",
                hint: str = "no Python branching on array values, no numpy calls on traced arrays") -> Judge:
-    """Judge of the same call under jit: it fails only when the eager result (`eager_key`) is right
-    and the jitted one (`jit_key`) is not, so that a plain value bug costs points once, in its own
-    part. With a wrong eager result the part is not judged (weight 0: it earns nothing either); when
-    the eager call raised, there is nothing to compare and the part fails with that error."""
+    """Self-reported judge of the same call under jit (see the module docstring: the graded code can
+    make `jax.jit` leave it eager, so it is reported, never scored). It is judged only when the eager
+    result (`eager_key`) is right, and fails when the jitted one (`jit_key`) then is not; with a wrong
+    or missing eager result there is nothing to say about jit (no part)."""
 
     def judge(got: dict, expected: dict) -> list[Part]:
-        missing = absent(got, eager_key, what, weight)
-        if missing:
-            return [missing]
+        if eager_key not in got:
+            return []
         _, eager_right, _ = compare(got[eager_key], expected[eager_key], DEFAULT_RTOL, DEFAULT_ATOL)
-        if not eager_right:  # not judged: neither lost nor earned (the eager part already lost its points)
-            return [Part(what, 0.0, True)]
-        missing = absent(got, jit_key, what, weight)
+        if not eager_right:
+            return []
+        missing = absent(got, jit_key, what, 0.0)
         if missing:
-            return [dataclasses.replace(missing, hint=hint)]
+            return [dataclasses.replace(missing, hint=hint, not_attempted=False, self_reported=True)]
         shape_ok, values_ok, detail = compare(got[jit_key], expected[jit_key], DEFAULT_RTOL, DEFAULT_ATOL)
-        return [Part(what, weight, shape_ok and values_ok,
-                     f"right without jit, but under jit {detail}", hint=hint)]
+        return [Part(what, 0.0, shape_ok and values_ok, f"right without jit, but under jit {detail}", hint=hint,
+                     self_reported=True)]
 
     return judge
+
+
+def self_reported(judge: Judge, *keys: str) -> Judge:
+    """`judge` with every part self-reported: reported in the feedback, never scored (see the module
+    docstring), for properties that only the graded process can observe. Judged only where the
+    evidence holds every one of `keys`: when the probe failed, the scored parts already say why."""
+
+    def reported(got: dict, expected: dict) -> list[Part]:
+        if not all(key in got for key in keys):
+            return []
+        return [dataclasses.replace(part, weight=0.0, not_attempted=False, self_reported=True)
+                for part in judge(got, expected)]
+
+    return reported
 
 
 def flag(key: str, what: str, weight: float = 1.0, failed: str = "", hint: str = "") -> Judge:
@@ -311,7 +342,7 @@ def layers_match(key: str = "layers", count_key: str = "parameter_count", *, con
         missing = absent(got, key, "model layers", weight_layers + weight_settings + weight_count)
         if missing:
             return [missing]
-        mine, theirs = json.loads(str(got[key])), json.loads(str(expected[key]))
+        mine, theirs = ev.layer_records(got[key]), ev.layer_records(expected[key], "the reference's layer listing")
         parts = []
         by_kind = lambda records: {k: [r for r in records if r["kind"] == k] for k in {r["kind"] for r in records}}  # noqa: E731
         my_kinds, their_kinds = by_kind(mine), by_kind(theirs)

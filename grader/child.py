@@ -3,11 +3,12 @@
 Started by `grader.sandbox` behind the operating-system boundary, as a fresh isolated interpreter
 (`python -I`) whose `sys.path` holds a private copy of the `course` and `grader` packages, the folder
 of the graded module and the installed libraries, never the repository. The job arrives as JSON on
-stdin. Before the graded module is imported the child, still trusted, limits itself: address space,
-processes, file size, CPU time, no core dumps (`resource`; the limits cannot be raised again).
-Each probe then runs under its own time limit (the public probes, then, where the grader asks for
-them, the hidden checks' probes again on inputs drawn with the hidden seed) and its evidence is sent to the grader over the pipe
-`evidence_fd` as soon as it finishes, so a later crash or exit loses only the checks not yet probed.
+stdin. Its resource limits were set before it started (`grader.launcher`). Each probe runs under its
+own time limit, counted in the CPU time this process uses (so a check is not cut short because a
+classmate's grading holds the cores), with a wall-clock limit of twice that as a backstop (the public
+probes, then, where the grader asks for them, the hidden checks' probes again on the hidden inputs).
+Its evidence is sent to the grader over the pipe `evidence_fd` as soon as it finishes, so a later
+crash or exit loses only the checks not yet probed.
 
 Without a sandbox (level "none", a student's own laptop) an audit hook also refuses process
 creation and writes outside the scratch folder. That is a seat belt against accidents, not a
@@ -17,7 +18,6 @@ boundary: code in this process can switch it off, which is why instructors grade
 import importlib
 import json
 import os
-import resource
 import signal
 import sys
 from pathlib import Path
@@ -33,6 +33,7 @@ PATH_EVENTS = {  # event -> positions of path arguments that must lie in a writa
     "shutil.rmtree": (0,), "os.mkfifo": (0,), "os.mknod": (0,),
 }
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+WALL_CLOCK_FACTOR = 2  # a check's wall-clock limit, in multiples of its CPU-time limit
 
 
 def _inside(path: str, folders: list[str]) -> bool:
@@ -71,17 +72,6 @@ def install_guard(writable: list[str], protected: list[str]) -> None:
     sys.addaudithook(hook)
 
 
-def limit_resources(limits: dict, sandboxed: bool) -> None:
-    """Hard limits (soft = hard, so graded code cannot raise them). The process count is per user:
-    only a sandbox gives the child a user of its own, so only there is it limited."""
-    chosen = [(resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_FSIZE, limits["file_bytes"]),
-              (resource.RLIMIT_CPU, limits["cpu_seconds"]), (resource.RLIMIT_CORE, 0)]
-    if sandboxed:
-        chosen.append((resource.RLIMIT_NPROC, limits["processes"]))
-    for limit, value in chosen:
-        resource.setrlimit(limit, (value, value))
-
-
 def configure_jax() -> None:
     # 8 CPU devices (the week 6 probes shard a batch over them); asked for before jax starts
     flags = os.environ.get("XLA_FLAGS", "")
@@ -117,7 +107,6 @@ def main() -> None:
     sys.stdin.close()
     channel = job["evidence_fd"]
     die_with_parent(job.get("parent_pid"))
-    limit_resources(job["limits"], sandboxed=not job["guard"])
     configure_jax()
 
     import flax.nnx  # noqa: F401 - imported before the graded code, like every library the probes use
@@ -139,21 +128,28 @@ def main() -> None:
         evidence.send(channel, evidence.RECORD, name, evidence.dumps(arrays))
 
     def on_alarm(signum, frame):
-        raise probing.ProbeTimeout(f"ran past the grader's time limit of {probe_timeout:.0f} s for one check "
+        used = "of CPU time" if signum == signal.SIGPROF else "of wall-clock time"
+        limit = probe_timeout if signum == signal.SIGPROF else WALL_CLOCK_FACTOR * probe_timeout
+        raise probing.ProbeTimeout(f"ran past the grader's time limit of {limit:.0f} s {used} for one check "
                                    "(an endless loop?)")
 
     signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGPROF, on_alarm)
+
+    def set_timers(seconds: float) -> None:
+        signal.setitimer(signal.ITIMER_PROF, seconds)
+        signal.setitimer(signal.ITIMER_REAL, WALL_CLOCK_FACTOR * seconds)
 
     def run(name: str, function, *args) -> dict | None:
         evidence.send(channel, evidence.RUNNING, name)
-        signal.setitimer(signal.ITIMER_REAL, probe_timeout)
+        set_timers(probe_timeout)
         try:
             results = function(*args)
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            set_timers(0)
             send(name, results)
             return results
         except BaseException as error:  # noqa: BLE001 - graded code may raise anything
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            set_timers(0)
             failed = probing.failure(error)
             send(name, {}, failed.status, failed.message, failed.where)
             return None

@@ -130,8 +130,10 @@ class Grading:
             judged = {result.check.name: result for result in self.judged.get(week, [])}
             weeks.append({"week": week, "seconds": week_report.seconds, "output": week_report.output,
                           "environment": week_report.environment, "public_only": week_report.public_only,
+                          "integrity": week_report.integrity,
                           "results": [{"name": r.check.name, "score": r.score, "status": r.status,
-                                       "feedback": r.feedback} for r in judged.values()]})
+                                       "feedback": r.feedback, "self_reported": r.self_reported}
+                                      for r in judged.values()]})
         return {"target": self.target_text, "weeks": weeks}
 
 

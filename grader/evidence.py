@@ -3,18 +3,25 @@
 The child converts probe results with `to_evidence` (anything that is not a plain number, string or
 numeric array is refused, so an object whose `__eq__` always returns True cannot get through) and
 sends each probe's record over a pipe (`send`); the parent takes them in with a `Stream`, which
-bounds every record and their sum, and parses them with `parse`, which never unpickles.
+bounds every record and their sum and takes only the records the grader asked for, each once, and
+parses them with `parse`, which never unpickles and bounds what the records decode to: a `Budget`
+shared by every record of one grading run, checked against the sizes the zip declares and again
+against each array's header before the array is made, so a record that is small on the pipe cannot
+become large in the grader.
 """
 
 import io
 import json
+import math
 import os
 import re
+import struct
 import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 
 STATUS = "__status__"  # "ok", "not_attempted", "error", "timeout" or "untestable"
 MESSAGE = "__message__"  # the error, one line
@@ -80,19 +87,106 @@ def load(path: Path, max_bytes: int = 512 * 2**20) -> dict[str, np.ndarray]:
     return parse(Path(path).read_bytes(), Path(path).name, max_bytes)
 
 
-def parse(data: bytes, name: str = "evidence", max_bytes: int = 512 * 2**20) -> dict[str, np.ndarray]:
-    """The arrays of an `.npz` record; refuses pickled or non-numeric arrays and zip bombs."""
+MAX_ARRAYS = 256  # in one record; the largest the grader makes holds 38 (week 6's AlexNet.call)
+MAX_DIMENSIONS = 32
+_DIRECTORY_BYTES_PER_ARRAY = 1024  # a zip's directory entry of one array: 46 bytes and its name
+_END_OF_DIRECTORY, _ZIP64_LOCATOR = b"PK\x05\x06", b"PK\x06\x07"
+_END_OF_DIRECTORY_BYTES, _LONGEST_COMMENT = 22, 65535
+_READ_BYTES = 1 << 20  # what one read of a member may decompress
+
+
+class Budget:
+    """How many more bytes the evidence of one grading run may decode to. Every record of the run
+    takes from the same budget, so many records, each small, cannot add up to much."""
+
+    def __init__(self, total_bytes: int):
+        self.total_bytes = total_bytes
+        self.left = total_bytes
+
+    def take(self, size: int, what: str) -> None:
+        if size > self.left:
+            raise EvidenceError(f"{what} would take the evidence of this run past {self.total_bytes:,} bytes "
+                                "once decoded")
+        self.left -= size
+
+
+def parse(data: bytes, name: str = "evidence", max_bytes: int = 512 * 2**20, budget: Budget | None = None,
+          max_arrays: int = MAX_ARRAYS) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` record, decoding at most what `budget` has left (or `max_bytes`).
+
+    Refuses, with EvidenceError: anything but a zip of at most `max_arrays` `.npy` members, stored or
+    deflated, each once; pickled, object or structured arrays; and a record whose members' declared
+    sizes, or whose arrays' shapes times item sizes, exceed the budget. The zip's directory is bounded
+    before the zip is opened, and each array is made only after its header fits, so the work and the
+    memory are linear in what the record may decode to."""
+    budget = budget if budget is not None else Budget(max_bytes)
+    _check_directory(data, name, max_arrays)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:  # the unpacked size, before anything is unpacked
-        if sum(info.file_size for info in archive.infolist()) > max_bytes:
-            raise EvidenceError(f"{name} holds more than {max_bytes} bytes")
-    evidence = {}
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        for key in archive.files:
-            array = archive[key]
-            if array.dtype.kind not in NUMERIC_KINDS + "U":
-                raise EvidenceError(f"{name}: {key} has dtype {array.dtype}")
-            evidence[key] = array
+        members = archive.infolist()
+        if len(members) > max_arrays:
+            raise EvidenceError(f"{name} holds {len(members)} arrays, more than {max_arrays}")
+        declared = sum(member.file_size for member in members)
+        if declared > budget.left:
+            raise EvidenceError(f"{name} holds more than {budget.left:,} bytes, what the evidence of this run "
+                                f"may still decode to (of {budget.total_bytes:,})")
+        evidence = {}
+        for member in members:
+            key = member.filename.removesuffix(".npy")
+            if key == member.filename or key in evidence:
+                raise EvidenceError(f"{name}: {member.filename[:60]!r} is not one array of an evidence record")
+            if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise EvidenceError(f"{name}: {key[:60]} is compressed with method {member.compress_type}")
+            with archive.open(member) as file:
+                evidence[key] = _read_array(file, f"{name}: {key[:60]}", member.file_size, budget)
     return evidence
+
+
+def _check_directory(data: bytes, name: str, max_arrays: int) -> None:
+    """Refuses a record whose zip directory could describe more than `max_arrays` members, before
+    `zipfile` turns each of its entries into an object."""
+    end = data.rfind(_END_OF_DIRECTORY, max(0, len(data) - _END_OF_DIRECTORY_BYTES - _LONGEST_COMMENT))
+    if end < 0 or end + _END_OF_DIRECTORY_BYTES > len(data):
+        raise EvidenceError(f"{name} is not an evidence record (no zip directory)")
+    if end >= 20 and data[end - 20:end - 16] == _ZIP64_LOCATOR:
+        raise EvidenceError(f"{name} is a zip64 archive, which no evidence record needs")
+    entries, directory_bytes = struct.unpack_from("<HI", data, end + 10)
+    if entries > max_arrays or directory_bytes > max_arrays * _DIRECTORY_BYTES_PER_ARRAY:
+        raise EvidenceError(f"{name}: its zip directory lists {entries} arrays in {directory_bytes:,} bytes, "
+                            f"more than {max_arrays} arrays can need")
+
+
+def _read_array(file, what: str, declared_bytes: int, budget: Budget) -> np.ndarray:
+    """One `.npy` member: its header read and checked (a numeric or text dtype, a shape whose size
+    fits both the member's declared size and the budget), then exactly that many bytes, read a chunk
+    at a time into the array's own buffer."""
+    try:
+        version = npy.read_magic(file)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npy.read_array_header_1_0(file)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npy.read_array_header_2_0(file)
+        else:
+            raise EvidenceError(f"{what}: .npy format {version} is not one the grader reads")
+    except ValueError as error:
+        raise EvidenceError(f"{what}: not an array ({str(error)[:100]})") from None
+    if dtype.kind not in NUMERIC_KINDS + "U" or dtype.hasobject or dtype.fields is not None or dtype.subdtype:
+        raise EvidenceError(f"{what} has dtype {dtype}")
+    if dtype.itemsize == 0 or len(shape) > MAX_DIMENSIONS or any(size < 0 for size in shape):
+        raise EvidenceError(f"{what} has shape {shape[:MAX_DIMENSIONS + 1]} of {dtype}")
+    size = math.prod(shape) * dtype.itemsize
+    if size > declared_bytes:
+        raise EvidenceError(f"{what}: its header says {size:,} bytes, more than the record holds")
+    budget.take(size, f"{what} (shape {shape[:8]} of {dtype})")
+    buffer = bytearray(size)
+    view, filled = memoryview(buffer), 0
+    while filled < size:
+        count = file.readinto(view[filled:filled + _READ_BYTES])
+        if not count:
+            raise EvidenceError(f"{what}: the record ends before the array does")
+        filled += count
+    if file.read(1):
+        raise EvidenceError(f"{what}: more bytes than its header says")
+    return np.frombuffer(buffer, dtype).reshape(shape, order="F" if fortran_order else "C")
 
 
 def dumps(evidence: dict[str, np.ndarray]) -> bytes:
@@ -119,14 +213,19 @@ def send(fd: int, kind: bytes, name: str, payload: bytes = b"") -> None:
         view = view[os.write(fd, view):]
 
 
+DONE = "__done__"  # the name of the last RUNNING frame: the child finished every probe
+
+
 class Stream:
     """What the grader takes from a child's pipe: records by name, the probe last started, and the
     first problem with the stream. Every frame is checked as it arrives: a bad frame, a name that
-    is not a probe's, a record over `record_bytes` or a stream over `total_bytes` ends the intake
-    (the rest is read and dropped, so that the child never blocks)."""
+    is not one of `names` (the records the grader asked for, when given), a second record of one
+    name, a record over `record_bytes` or a stream over `total_bytes` ends the intake (the rest is
+    read and dropped, so that the child never blocks)."""
 
-    def __init__(self, record_bytes: int, total_bytes: int):
+    def __init__(self, record_bytes: int, total_bytes: int, names=None):
         self.record_bytes, self.total_bytes = record_bytes, total_bytes
+        self.names = None if names is None else frozenset(names)
         self.records: dict[str, bytes] = {}
         self.running = ""
         self.problem = ""
@@ -178,12 +277,16 @@ class Stream:
             name = bytes(buffer[name_start:name_end]).decode("ascii", "replace")
             if not NAME.fullmatch(name):
                 return self._refuse(f"the evidence stream names a record {name[:40]!r}")
+            kind = bytes(buffer[len(MAGIC):len(MAGIC) + 1])
+            if self.names is not None and name not in self.names and not (kind == RUNNING and name == DONE):
+                return self._refuse(f"the evidence stream sends {name!r}, which the grader did not ask for")
+            if kind == RECORD and name in self.records:
+                return self._refuse(f"the evidence stream sends the record {name} twice")
             size = int.from_bytes(buffer[name_end:name_end + 8], "big")
             if size > self.record_bytes:
                 return self._refuse(f"the record {name} is {size:,} bytes, more than {self.record_bytes:,}")
             if len(buffer) < name_end + 8 + size:
                 return
-            kind = bytes(buffer[len(MAGIC):len(MAGIC) + 1])
             if kind == RECORD:
                 self.records[name] = bytes(buffer[name_end + 8:name_end + 8 + size])
             else:
@@ -211,6 +314,66 @@ def part_failure(evidence: dict[str, np.ndarray], key: str) -> PartFailure | Non
 def dumps_json(value) -> str:
     """A compact JSON string (used to carry small structures, e.g. a model's layer list, as evidence)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+MAX_LAYERS = 1000  # records in one model's layer listing; the course's largest model has 9
+MAX_LISTING_CHARACTERS = 256 * 2**10  # the largest listing the course makes has about 2,000
+MAX_TEXT_CHARACTERS = 200  # a layer's path or kind, a setting's or parameter's name, a setting's text
+MAX_ENTRIES_PER_LAYER = 16  # settings, or parameters, of one layer
+MAX_DIMENSIONS_OF_A_PARAMETER = 8
+LAYER_KEYS = {"path", "kind", "settings", "params"}
+
+
+def layer_records(listing, what: str = "the layer listing") -> list[dict]:
+    """The records of a model's layer listing (the JSON of `probing.describe`, as a 0-d text array),
+    checked before anything else reads them: at most MAX_LISTING_CHARACTERS characters decoded, at
+    most MAX_LAYERS records, each {"path": text, "kind": text, "settings": {name: a number, a text
+    or a short list of them}, "params": {name: a shape of at most 8 sizes}} with short texts and
+    few entries. Raises EvidenceError otherwise. Whatever then compares listings handles a few
+    thousand small records at most, so a crafted listing costs milliseconds, not hours."""
+    if not isinstance(listing, np.ndarray) or listing.dtype.kind != "U" or listing.shape != ():
+        raise EvidenceError(f"{what} is not a text")
+    if listing.dtype.itemsize // 4 > MAX_LISTING_CHARACTERS:
+        raise EvidenceError(f"{what} holds {listing.dtype.itemsize // 4:,} characters, more than "
+                            f"{MAX_LISTING_CHARACTERS:,}")
+    try:
+        records = json.loads(str(listing))
+    except (ValueError, RecursionError) as error:
+        raise EvidenceError(f"{what} is not JSON ({str(error)[:100]})") from None
+    if not isinstance(records, list) or len(records) > MAX_LAYERS:
+        raise EvidenceError(f"{what} is not a list of at most {MAX_LAYERS} layers")
+    for index, record in enumerate(records):
+        if not (isinstance(record, dict) and set(record) == LAYER_KEYS and _is_text(record["path"])
+                and _is_text(record["kind"]) and _is_table(record["settings"], _is_setting)
+                and _is_table(record["params"], _is_shape)):
+            raise EvidenceError(f"{what}: layer {index} is not a record of its path, kind, settings and "
+                                "parameter shapes")
+    return records
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_TEXT_CHARACTERS
+
+
+def _is_table(value, is_entry) -> bool:
+    return (isinstance(value, dict) and len(value) <= MAX_ENTRIES_PER_LAYER
+            and all(_is_text(name) and is_entry(entry) for name, entry in value.items()))
+
+
+def _is_setting(value, depth: int = 0) -> bool:
+    """A layer setting as `probing.describe` writes it: a number, a text, nothing, or a short list of
+    those, nested at most three deep (padding is a list of pairs)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return not isinstance(value, int) or abs(value) < 2**63
+    if isinstance(value, str):
+        return len(value) <= MAX_TEXT_CHARACTERS
+    return (isinstance(value, list) and depth < 3 and len(value) <= MAX_ENTRIES_PER_LAYER
+            and all(_is_setting(item, depth + 1) for item in value))
+
+
+def _is_shape(value) -> bool:
+    return (isinstance(value, list) and len(value) <= MAX_DIMENSIONS_OF_A_PARAMETER
+            and all(isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**40 for size in value))
 
 
 def layer_counts(records: list[dict]) -> str:

@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from grader import batch, report, runner, sandbox
+from grader import batch, intake, report, runner, sandbox
 
 ROOT_VARIABLE = "COURSE_AUTOGRADER_ROOT"
 CONFIG = "autograder.json"  # in ROOT/source: the weeks graded and the limits, written by `course autograder`
@@ -60,14 +60,16 @@ def settings_for(root: Path, config: dict) -> runner.Settings:
 
 def find_upload(folder: Path) -> tuple[batch.Submission, list[str]]:
     """The submission to stage: `folder` itself, or the one zip in it when no week module lies at its top;
-    and the names of the other files that zip leaves out."""
+    and the names of the other files that zip leaves out. An entry named like a zip counts as one
+    whatever it is, without following it, so that a link is staged, and refused, by its own name."""
     modules = {f"{name}.py" for name in runner.WEEKS.values()}
     try:
         entries = sorted(entry.name for entry in folder.iterdir()
                          if not entry.name.startswith(".") and entry.name not in batch.IGNORED_NAMES)
     except OSError as error:
         return batch.Submission("submission", folder, "submission", f"the upload cannot be read ({error})"), []
-    zips = [name for name in entries if name.lower().endswith(".zip") and (folder / name).is_file()]
+    zips = [name for name in entries
+            if name.lower().endswith(".zip") and intake.entry_kind(folder / name) != "a folder"]
     if modules & set(entries) or not zips:
         return batch.Submission("submission", folder, "submission"), []
     if len(zips) > 1:
@@ -104,7 +106,8 @@ def grade_upload(root: Path) -> dict:
     upload, left_out = find_upload(root / "submission")
     staged = batch.stage(upload, weeks)
     if left_out and not staged.fatal:
-        staged.problems.append(f"ignored files beside the zip: {', '.join(map(batch._shown, left_out[:5]))}")
+        shown = ", ".join(map(batch._shown, left_out[:5]))
+        staged.problems.append(report.printable(f"ignored files beside the zip: {shown}"))
     results = batch.grade_submission(upload, staged, weeks, settings)
     graded = results["extra_data"].pop("batch")
     results["extra_data"]["upload"] = {"status": graded["status"], "problems": graded["problems"], "weeks": weeks}

@@ -12,21 +12,32 @@ from grader.checks import Result
 from grader.runner import WeekReport, checks_module
 
 VISIBILITY_NOTE = {"after_due_date": " (shown after the due date on Gradescope)"}
-# C0 and C1 control characters (ESC starts the sequences that move the cursor or clear the screen), DEL, lone
-# surrogates and U+FFFE, U+FFFF: characters a terminal acts on, or that XML 1.0 and UTF-8 cannot hold.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-_UNPRINTABLE_BUT_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Characters that must never reach a terminal, a report or a spreadsheet as they are:
+# - C0 and C1 control characters and DEL: a terminal acts on them (ESC starts the sequences that move the
+#   cursor or clear the screen), and \x0b, \x0c, \x1c-\x1e and \x85 end a line for str.splitlines();
+# - U+2028 and U+2029, the line and paragraph separators: a new line for editors, browsers and splitlines();
+# - invisible and bidirectional formatting characters (soft hyphen, U+061C, U+180E, U+200B-U+200F,
+#   U+202A-U+202E, U+2060-U+206F, U+FEFF, the tag characters U+E0000-U+E007F): they hide text, or show
+#   the text around them in another order than it has;
+# - lone surrogates, U+FFF9-U+FFFB, U+FFFE and U+FFFF: what XML 1.0 and UTF-8 cannot hold, or annotations.
+_UNPRINTABLE_CLASS = (r"\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+                      r"\ud800-\udfff\ufeff\ufff9-\ufffb\ufffe\uffff\U000e0000-\U000e007f")
+_UNPRINTABLE = re.compile(f"[{_UNPRINTABLE_CLASS}]")
+_UNPRINTABLE_BUT_NEWLINES = re.compile(rf"(?!\n)[{_UNPRINTABLE_CLASS}]")  # the same, newlines apart
 
 
 def printable(text: str, lines: bool = False) -> str:
-    """`text` safe to print, or to write in XML or UTF-8 JSON: every unprintable character becomes an escape
-    that shows what it was (ESC becomes the four characters `\\x1b`), newlines too unless `lines` allows them."""
+    """`text` safe to print, or to write in XML or UTF-8 JSON: every character listed above becomes an escape
+    that shows what it was (ESC becomes the four characters `\\x1b`, U+2028 the six characters `\\u2028`),
+    newlines too unless `lines` allows them. No line of the result can then be split in two or reordered."""
     return (_UNPRINTABLE_BUT_NEWLINES if lines else _UNPRINTABLE).sub(_escape, text)
 
 
 def _escape(match: re.Match) -> str:
     code = ord(match[0])
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def all_results(reports: list[WeekReport]) -> list[Result]:
@@ -54,6 +65,15 @@ def scorecard(reports: list[WeekReport], width: int = 100) -> str:
         lines.append(f"{'':<5}{'':<6}{'week ' + str(report.week) + ' total':<46}"
                      f"{_number(week_score) + '/' + _number(week_max):>11}  ({report.seconds:.1f} s)")
         lines.append("-" * width)
+    flags = integrity_flags(reports)
+    if flags:  # before the total, which stays the table's last line
+        lines.append("Integrity (for your instructor): for review, not a penalty; the points above do not depend on it")
+        lines += [printable("  " + flag) for flag in flags]
+        claims = self_reported_claims(reports)
+        if claims:
+            lines.extend(textwrap.wrap(printable("reported by the code, not scored: " + "; ".join(claims)),
+                                       width - 2, initial_indent="  ", subsequent_indent="    "))
+        lines.append("-" * width)
     score, maximum = totals(reports)
     share = f" ({score / maximum:.0%})" if maximum else ""
     lines.append(f"TOTAL {_number(score)}/{_number(maximum)}{share}")
@@ -62,6 +82,20 @@ def scorecard(reports: list[WeekReport], width: int = 100) -> str:
         lines.append(f"Public checks only: {len(ungraded)} hidden checks ({_number(sum(c.points for c in ungraded))} "
                      "points, on inputs no student release contains) are graded by your instructor.")
     return "\n".join(lines)
+
+
+def integrity_flags(reports: list[WeekReport]) -> list[str]:
+    """Every graded week's `grader.integrity` flags: code that reaches for the grader's or JAX's
+    internals, for the instructor to review (they change no score)."""
+    return [flag for report in reports for flag in report.integrity]
+
+
+def self_reported_claims(reports: list[WeekReport]) -> list[str]:
+    """What the graded code reported about the properties that are not scored because only its own
+    process can observe them (`grader.checks.self_reported`), e.g.
+    "week 2 / train_step: ...: compiled once for batches of one shape: reported yes"."""
+    return [f"week {report.week} / {result.check.name}: {claim}"
+            for report in reports for result in report.results for claim in result.self_reported]
 
 
 def hidden_not_graded(reports: list[WeekReport]) -> list:
@@ -110,16 +144,19 @@ def gradescope(reports: list[WeekReport], execution_time: float) -> dict:
             "visibility": result.check.visibility,
             "tags": [f"week{result.week}", f"task{result.check.task}"],
         })
+    flags = [printable(flag) for flag in integrity_flags(reports)]
     return {
         "score": score,
         "execution_time": round(execution_time, 3),
         "output": f"Total {_number(score)}/{_number(maximum)}" + (
             f" (public checks only: {len(hidden_not_graded(reports))} hidden checks are graded by your instructor)"
-            if hidden_not_graded(reports) else ""),
+            if hidden_not_graded(reports) else "") + (
+            f"\nIntegrity (for your instructor, not a penalty): {'; '.join(flags)}" if flags else ""),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
-        "extra_data": {"max_score": maximum, "environment": environment(reports)},
+        "extra_data": {"max_score": maximum, "environment": environment(reports), "integrity": flags,
+                       "self_reported": [printable(claim) for claim in self_reported_claims(reports)]},
     }
 
 
@@ -130,6 +167,9 @@ def junit(reports: list[WeekReport]) -> str:
         results = report.results
         suite = ET.SubElement(suites, "testsuite", name=f"week{report.week}", tests=str(len(results)),
                               failures=str(sum(r.score < r.max_score for r in results)), time=f"{report.seconds:.3f}")
+        if report.integrity:  # grader.integrity's flags, for review
+            ET.SubElement(ET.SubElement(suite, "properties"), "property", name="integrity",
+                          value=printable("; ".join(report.integrity)))
         for result in results:
             case = ET.SubElement(suite, "testcase", classname=f"week{report.week}.task{result.check.task}",
                                  name=result.check.name)

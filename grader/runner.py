@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from grader import evidence as ev
-from grader import sandbox
+from grader import intake, integrity, sandbox
 from grader.checks import HIDDEN_PREFIX, Result, judge_check
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,7 +128,7 @@ def hidden_seed(settings: Settings) -> int | None:
     if not secret:
         path = settings.cache_dir / "hidden-inputs.secret"
         if not path.exists():  # made whole, then linked: two graders starting at once agree on one secret
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private(path.parent)
             partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
             descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w") as handle:
@@ -142,7 +143,33 @@ def hidden_seed(settings: Settings) -> int | None:
     return int.from_bytes(hashlib.sha256(b"hidden inputs " + secret).digest()[:8], "big") >> 1
 
 
+SEED_SHOWN_AS = "<the hidden inputs' seed>"
+
+
+def without_seed(text: str, seed: int | None) -> str:
+    """`text` with the hidden seed, written in decimal or hexadecimal, replaced by SEED_SHOWN_AS, also where
+    up to 8 characters that are not letters or digits separate its digits ("4,611,686", "4 6 1 1").
+
+    The grader itself never writes the seed in a message, but the graded code runs beside it (the child draws
+    the hidden inputs from it) and could put it in an error message or an output: every feedback line is
+    read through this. An encoding of the graded code's own choosing cannot be recognised; the seed alone
+    does not give the hidden answers anyway (see `hidden_seed`)."""
+    if seed is None or not text:
+        return text
+    for digits, flags in ((str(seed), 0), (f"{seed:x}", re.IGNORECASE)):
+        text = re.sub("[^0-9A-Za-z]{0,8}".join(digits), SEED_SHOWN_AS, text, flags=flags)
+    return text
+
+
 MANIFEST = "MANIFEST.json"  # of recorded reference evidence: versions, files and, if recorded, the hidden seed
+
+
+def make_private(folder: Path) -> None:
+    """Makes the grader's cache folder (reference evidence, the hidden secret) if it is missing, and
+    closes it to other users: it holds every check's answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.stat().st_uid == os.geteuid() and folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
 
 
 def recorded_hidden_seed(reference_dir: Path) -> int | None:
@@ -166,9 +193,11 @@ class InfrastructureError(RuntimeError):
 
 
 def protected_paths(settings: Settings) -> tuple[Path, ...]:
-    """What submitted code must never read: the solutions, the reference evidence, the caches, the
-    repository's history and whatever the caller adds (a batch's submissions and results)."""
-    paths = [path for path in (settings.solutions_dir, REPO / "solutions", REPO / ".git") if path.exists()]
+    """What submitted code must never read: the solutions, the reference evidence (the one graded
+    against, and a release's recorded one), the caches, the repository's history and whatever the
+    caller adds (a batch's submissions and results; an autograder's source/ and results/)."""
+    paths = [path for path in (settings.solutions_dir, REPO / "solutions", RECORDED_DIR, REPO / ".git")
+             if os.path.lexists(path)]
     paths += [settings.cache_dir, *settings.protected]  # an installed grader (a wheel) has neither solutions nor .git
     if settings.reference_dir is not None:
         paths.append(settings.reference_dir)
@@ -180,7 +209,7 @@ def sandbox_level(settings: Settings) -> str:
     paths are closed to other users first."""
     level = sandbox.choose(settings.sandbox, protected_paths(settings))
     if level == "user":
-        for path in sandbox.close_to_others([path for path in protected_paths(settings) if path.exists()]):
+        for path in sandbox.close_to_others(list(protected_paths(settings))):  # it skips the missing ones
             print(f"course grade: closed {path} to other users (unprivileged-user sandbox)", file=sys.stderr)
     return level
 
@@ -190,8 +219,10 @@ def _copy_packages(lib: Path) -> None:
         shutil.copytree(REPO / package, lib / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def run_child(week: int, module_file: Path, mode: str, settings: Settings, given: Path | None = None) -> ChildRun:
-    """Runs the week's probes on `module_file` in a sandboxed child; `mode` is "reference" or "student"."""
+def run_child(week: int, source: bytes, mode: str, settings: Settings, given: Path | None = None) -> ChildRun:
+    """Runs the week's probes on the module `source` in a sandboxed child; `mode` is "reference" or
+    "student". The child's replies (one per launch) decode into one budget of `Limits.evidence_bytes`
+    together, whatever the number of records: a record past it is refused, costing its checks."""
     start = time.perf_counter()
     level = sandbox_level(settings)
     limits = sandbox.Limits(memory_bytes=settings.memory_bytes, file_bytes=settings.file_bytes,
@@ -199,7 +230,7 @@ def run_child(week: int, module_file: Path, mode: str, settings: Settings, given
                             output_bytes=settings.output_bytes)
     with sandbox.Workspace(level) as folders:
         _copy_packages(folders.lib)
-        shutil.copyfile(module_file, folders.submission / f"{WEEKS[week]}.py")
+        (folders.submission / f"{WEEKS[week]}.py").write_bytes(source)
         if given is not None:
             folders.given = Path(shutil.copyfile(given, folders.root / "given.npz"))
         nonce = secrets.token_hex(16)
@@ -210,51 +241,69 @@ def run_child(week: int, module_file: Path, mode: str, settings: Settings, given
                "hidden_probes": hidden if seed is not None else [], "hidden_seed": seed,
                "protected_dirs": [str(path) for path in protected_paths(settings)]}
         probes = ["__module__", *public, *[HIDDEN_PREFIX + name for name in job["hidden_probes"]]]
+        job["records"] = [*probes, *(["__setup__"] if mode == "reference" else [])]  # what the stream takes
         evidence, reasons, rejected, output = {}, {}, [], ""
+        budget = ev.Budget(limits.evidence_bytes)
         # A probe that kills the process loses only its own checks: the child is started again
         # for the probes after it (at most MAX_RESTARTS times, within the week's time limit).
+        cpu_left = limits.cpu_seconds  # the week's CPU time, over all its processes and launches
         for launch in range(MAX_RESTARTS + 1):
             remaining = settings.week_timeout_s - (time.perf_counter() - start)
             job["skip"] = sorted(set(evidence) | set(reasons))
-            outcome = sandbox.run(level, job, folders, limits, max(remaining, 1.0))
+            outcome = sandbox.run(level, job, folders, dataclasses.replace(limits, cpu_seconds=max(int(cpu_left), 1)),
+                                  max(remaining, 1.0))
+            cpu_left -= outcome.usage.cpu_seconds
             output += outcome.output
             if launch == 0 and not outcome.stream.running and not outcome.timed_out:
                 raise InfrastructureError(f"the {level} sandbox did not start the grading child (exit code "
                                           f"{outcome.exit_code}): {outcome.output.strip()[-500:]}")
-            found, problems = _accept(outcome.stream, nonce)
+            found, refused = _accept(outcome.stream, nonce, budget)
             evidence.update(found)
-            rejected += problems
+            rejected += [outcome.stream.problem] * bool(outcome.stream.problem)
+            rejected += [f"{name}: {why}" for name, why in refused.items()]
+            for name, why in refused.items():
+                reasons.setdefault(name, f"not graded: the grader refused this check's output: {why}")
             running = outcome.stream.running
             if outcome.timed_out or running in evidence or running in ("", "__module__", "__done__"):
                 break
-            reasons[running] = (f"not graded: the grader refused this check's output: {outcome.stream.problem}"
-                                if outcome.stream.problem else
-                                f"not graded: the grading process ended during this check (exit code "
-                                f"{outcome.exit_code}); did your code call os._exit, exhaust the memory or crash?")
-            if all(probe in evidence or probe in reasons for probe in probes):
+            reasons.setdefault(running,  # a refused record of this check says more than what came after it
+                               f"not graded: the grader refused this check's output: {outcome.stream.problem}"
+                               if outcome.stream.problem else
+                               f"not graded: the grader stopped your code during this check: "
+                               f"{outcome.usage.stopped_for}" if outcome.usage.stopped_for else
+                               f"not graded: the grading process ended during this check (exit code "
+                               f"{outcome.exit_code}); did your code call os._exit, exhaust the memory or crash?")
+            if all(probe in evidence or probe in reasons for probe in probes) or cpu_left < 1:
                 break
-        reason = _missing_reason(outcome.timed_out, outcome.exit_code, settings, rejected, output)
+        reason = _missing_reason(outcome.timed_out, outcome.exit_code, settings, rejected, output,
+                                 outcome.usage.stopped_for)
         return ChildRun(evidence, reason, outcome.exit_code, output[: settings.output_bytes * 2],
                         time.perf_counter() - start, reasons, level)
 
 
-def _accept(stream: ev.Stream, nonce: str) -> tuple[dict[str, dict], list[str]]:
-    """The stream's records that parse as evidence of this run, and why any other was rejected."""
-    found, rejected = {}, [stream.problem] if stream.problem else []
+def _accept(stream: ev.Stream, nonce: str, budget: ev.Budget) -> tuple[dict[str, dict], dict[str, str]]:
+    """The stream's records that parse as evidence of this run, within what `budget` lets them decode
+    to, and {name: why} for every other record. Never raises: whatever a record holds costs only
+    its own checks (and, once the budget is spent, those of the records after it)."""
+    found, refused = {}, {}
     for name, data in stream.records.items():
         try:
-            record = ev.parse(data, name)
+            record = ev.parse(data, name, budget=budget)
         except Exception as error:  # noqa: BLE001 - a forged or truncated record is simply not evidence
-            rejected.append(f"{name}: {type(error).__name__}: {error}"[:300])
+            refused[name] = (str(error) if isinstance(error, ev.EvidenceError)
+                             else f"{type(error).__name__}: {error}")[:300]
             continue
         if ev.text(record, ev.NONCE) != nonce:
-            rejected.append(f"{name}: not written by the grader")
+            refused[name] = "not written by the grader"
             continue
         found[name] = record
-    return found, rejected
+    return found, refused
 
 
-def _missing_reason(timed_out: bool, exit_code: int | None, settings: Settings, unreadable, text: str) -> str:
+def _missing_reason(timed_out: bool, exit_code: int | None, settings: Settings, unreadable, text: str,
+                    stopped_for: str = "") -> str:
+    if stopped_for:
+        return f"not graded: the grader stopped your code before this check: {stopped_for}"
     if timed_out:
         return (f"not graded: the week ran past its time limit of {settings.week_timeout_s:.0f} s "
                 "(an endless loop?) and was stopped before this check")
@@ -320,7 +369,7 @@ def reference_folder(week: int, settings: Settings) -> Path:
         raise ReferenceError(f"no reference solution {solution} and no recorded reference evidence")
     reference_settings = dataclasses.replace(settings, week_timeout_s=max(settings.week_timeout_s, 300.0),
                                              probe_timeout_s=max(settings.probe_timeout_s, 120.0))
-    run = run_child(week, solution, "reference", reference_settings)
+    run = run_child(week, solution.read_bytes(), "reference", reference_settings)
     failed = [name for name, record in run.evidence.items() if ev.text(record, ev.STATUS) != "ok"]
     public, hidden = probe_names(week)
     expected = {"__module__", *public, *([HIDDEN_PREFIX + name for name in hidden] if hidden_seed(settings) else [])}
@@ -331,6 +380,7 @@ def reference_folder(week: int, settings: Settings) -> Path:
                              f"{run.output[-2000:]}")
     partial = folder.with_name(folder.name + f".partial-{os.getpid()}-{threading.get_ident()}")  # threads too
     shutil.rmtree(partial, ignore_errors=True)
+    make_private(settings.cache_dir)
     partial.mkdir(parents=True)
     for name, record in run.evidence.items():
         ev.save(partial / f"{name}.npz", record)
@@ -359,6 +409,7 @@ class WeekReport:
     output: str
     environment: dict
     public_only: bool = False  # the hidden checks were not graded (a student release)
+    integrity: list[str] = dataclasses.field(default_factory=list)  # grader.integrity's flags, for review
 
 
 def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
@@ -368,28 +419,39 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
     folder = reference_folder(week, settings)
     expected = load_folder(folder)
     module_file = target / f"{WEEKS[week]}.py"
-    if not module_file.exists():
-        reason = f"not graded: there is no {module_file.name} in {target}"
+    try:  # a regular file only, never through a link (see grader.intake); read once, here
+        source, reason = intake.read_file(target, module_file.name), ""
+    except FileNotFoundError:
+        source, reason = None, f"not graded: there is no {module_file.name} in {target}"
+    except intake.Refused as error:
+        source, reason = None, str(error)
+    if source is None:
         run = ChildRun({}, reason, None, "", 0.0)
     else:
         given = folder / "__setup__.npz"
-        run = run_child(week, module_file, "student", settings, given if given.exists() else None)
+        run = run_child(week, source, "student", settings, given if given.exists() else None)
     module_record = run.evidence.get("__module__")
     missing_reason = run.missing_reason
     if module_record is not None and ev.text(module_record, ev.STATUS) != "ok":
         where = ev.text(module_record, ev.WHERE)
         missing_reason = (f"not graded: importing {module_file.name} failed: {ev.text(module_record, ev.MESSAGE)}"
                           + (f" (at {where})" if where else ""))
-    public_only = hidden_seed(settings) is None
+    seed = hidden_seed(settings)
+    public_only = seed is None
     results = [
         judge_check(check, week, run.evidence.get(check.probe), expected.get(check.probe),
                     run.reasons.get(check.probe, missing_reason))
         for check in module.CHECKS if not (check.hidden and public_only)
     ]
+    results = [dataclasses.replace(result, feedback=[without_seed(line, seed) for line in result.feedback],
+                                   self_reported=[without_seed(line, seed) for line in result.self_reported])
+               for result in results]
     environment = {key[4:]: ev.text(record, key) for record in [expected.get("__module__", {})]
                    for key in record if key.startswith("env:")}
     environment["sandbox"] = run.sandbox or sandbox_level(settings)
-    return WeekReport(week, results, time.perf_counter() - start, run.output, environment, public_only)
+    flags = integrity.scan(source, module_file.name) if source is not None else []
+    return WeekReport(week, results, time.perf_counter() - start, without_seed(run.output, seed), environment,
+                      public_only, flags)
 
 
 def resolve_target(target: str) -> Path:

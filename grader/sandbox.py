@@ -21,9 +21,15 @@ own (no other process shares it): the kernel exempts root from the process limit
 got out of its namespaces would still be nobody. The Python environment must then lie in folders
 that other users can open.
 
-At every level the child's resource limits (memory, processes, file size, CPU time) are set by the
-child itself before it imports submitted code (`grader.child`), and its evidence comes back over a
-pipe (`evidence.receive`), bounded and checked here: the grader never opens a file the child made.
+Every child starts through `grader.launcher`, trusted code that runs before the child exists: it
+joins the grading's control group, sets the hard resource limits (address space, file size, CPU
+time, processes), sets no_new_privs (setuid programs gain nothing), at the user level unshares the
+IPC, network and mount namespaces where the kernel lets root (so System V IPC, the network,
+loopback included, and the RAM-backed lock and shared-memory folders are the child's own), drops
+to the child's uid, and only then becomes the child. Memory, processes and CPU are also bounded
+over all the processes of one grading together (`grader.resource_limits`: a control group where
+one can be made, else a watchdog). The child's evidence comes back over a pipe, bounded and
+checked here: the grader never opens a file the child made.
 """
 
 import dataclasses
@@ -45,6 +51,7 @@ import time
 from pathlib import Path
 
 from grader import evidence as ev
+from grader import resource_limits
 
 LEVELS = ("bubblewrap", "user", "none")
 AUTO = "auto"
@@ -52,7 +59,9 @@ ENVIRONMENT_VARIABLE = "COURSE_SANDBOX"  # auto (default), bubblewrap, user or n
 INSIDE = Path("/grading")  # where the child's folders appear inside a bubblewrap sandbox
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")
-WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run/lock", "/var/lock", "/run/shm")
+RAM_BACKED = ("/dev/shm", "/run/lock", "/var/lock", "/run/shm")  # private tmpfs mounts at the user level, if it can
+LAUNCHER = Path(__file__).with_name("launcher.py")
 CHILD_UIDS = range(1_900_000_000, 1_990_000_000)  # never in /etc/passwd; one fresh uid per run
 ENVIRONMENT_PASSED = ("LANG", "LC_ALL", "JAX_PLATFORMS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "TPU_VISIBLE_CHIPS")
 
@@ -63,13 +72,15 @@ class Unavailable(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What one child may use. Memory, file size and CPU time are per process."""
+    """What one grading may use. Memory and CPU time bound each process and, through
+    `grader.resource_limits`, all its processes together; file size bounds each file written."""
 
     memory_bytes: int
     file_bytes: int
     cpu_seconds: int
     processes: int = 512  # threads count too: XLA starts a pool per device
-    scratch_bytes: int = 1 * 2**30  # the private tmpfs (bubblewrap)
+    scratch_bytes: int = 1 * 2**30  # the private tmpfs folders (bubblewrap: /tmp and /dev/shm together)
+    shared_memory_bytes: int = 64 * 2**20  # of which /dev/shm (and, at the user level, each lock folder)
     output_bytes: int = 16 * 2**10  # how much of the child's stdout and stderr is kept
     record_bytes: int = 64 * 2**20  # one evidence record
     evidence_bytes: int = 256 * 2**20  # all evidence records of one run
@@ -92,12 +103,14 @@ class Folders:
 
 @dataclasses.dataclass
 class Outcome:
-    """What came back from one child: bounded output and evidence records, not yet judged."""
+    """What came back from one child: bounded output and evidence records, not yet judged, and
+    what its processes used together (and why the grader stopped them, if it did)."""
 
     exit_code: int | None
     timed_out: bool
     output: str
     stream: ev.Stream
+    usage: resource_limits.Usage = dataclasses.field(default_factory=resource_limits.Usage)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,11 +180,40 @@ def _smoke_test(level: str) -> str:
 
 def describe(level: str) -> str:
     """One line for reports: what the level promises."""
+    if level == "user":
+        namespaces = user_level_namespaces()
+        network = "no network" if "net" in namespaces else "network not cut off"
+        own = f"own {', '.join(namespaces)} namespaces, " if namespaces else ""
+        return f"unprivileged user: own uid, {own}private folders, grader files closed; {network}"
     return {
         "bubblewrap": "bubblewrap: own namespaces, no network, read-only view of only what grading needs",
-        "user": "unprivileged user: own uid, private folders, grader files closed; network not cut off",
         "none": "NOT SANDBOXED: the submitted code ran as you, with your files (self-check only)",
     }[level]
+
+
+@functools.cache
+def user_level_namespaces() -> tuple[str, ...]:
+    """The namespaces a user-level child gets of its own: ("ipc", "net", "mount") where the kernel
+    lets root unshare them (not in most containers), else fewer, or none. Tried once per process."""
+    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        return ()
+    for namespaces in (("ipc", "net", "mount"), ("ipc", "net"), ("ipc",)):
+        spec = {"namespaces": list(namespaces), "private_mounts": _private_mounts(namespaces, Limits(1, 1, 1)),
+                "command": [sys.executable, "-I", "-S", "-c", "pass"], "cwd": "/"}
+        finished = subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec)],
+                                  capture_output=True, timeout=60, check=False)
+        if finished.returncode == 0:
+            return namespaces
+    return ()
+
+
+def _private_mounts(namespaces, limits: Limits) -> dict[str, int]:
+    """The RAM-backed folders a user-level child gets a small tmpfs of its own on (in its own mount
+    namespace), so that nothing it writes there is shared or outlives it."""
+    if "mount" not in namespaces:
+        return {}
+    folders = {os.path.realpath(folder) for folder in RAM_BACKED if os.path.isdir(folder)}
+    return {folder: limits.shared_memory_bytes for folder in sorted(folders)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +233,7 @@ class Workspace:
         import tempfile
 
         remove_abandoned_workspaces()
+        resource_limits.remove_abandoned_groups()
         root = Path(tempfile.mkdtemp(prefix=f"course-grade-{os.getpid()}-"))
         uid = secrets.choice(CHILD_UIDS) if self.level != "none" and os.geteuid() == 0 else None
         self.folders = Folders(root, root / "lib", root / "submission", None, root / "scratch", uid)
@@ -213,14 +256,19 @@ def remove_abandoned_workspaces() -> None:
 
 
 def hand_over(folders: Folders) -> None:
-    """Gives what is in the run's folder, as the grader made it, to the child's uid (as root), closed
-    to other users. Done once, before any child starts: later the child could have put links there."""
+    """Opens the run's folders to the child's uid (as root) and to no one else: the grader's code,
+    the submission and the given inputs stay root's, readable through the child's own group but not
+    writable (a child that rewrote them would change the next child started for the same grading);
+    only the scratch folder is the child's. Done once, before any child starts."""
     if folders.uid is None or folders.handed_over:
         return
     for entry in folders.root.iterdir():
+        writable = entry == folders.scratch
         for path in _tree(entry):
-            os.lchown(path, folders.uid, folders.uid)
-        entry.chmod(0o700 if entry.is_dir() else 0o600)
+            os.lchown(path, folders.uid if writable else 0, folders.uid)
+            if not os.path.islink(path):
+                folder = os.path.isdir(path)
+                os.chmod(path, (0o700 if folder else 0o600) if writable else (0o750 if folder else 0o640))
     folders.root.chmod(0o711)
     folders.handed_over = True
 
@@ -242,11 +290,20 @@ def run(level: str, job: dict, folders: Folders, limits: Limits, timeout: float)
            "guard": level == "none", "parent_pid": None if level == "bubblewrap" else os.getpid()}
     boot = f"import sys; sys.path.insert(0, {inside['lib']!r}); import grader.child; grader.child.main()"
     command = [sys.executable, "-I", "-c", boot]
+    group = resource_limits.ControlGroup.create(limits.memory_bytes, limits.processes) if level != "none" else None
     try:
-        process = start(level, command, folders, job, pass_fds=(write_end,))
+        process = start(level, command, folders, job, pass_fds=(write_end,), limits=limits, group=group)
+    except BaseException:
+        if group is not None:
+            group.remove()
+        raise
     finally:
         os.close(write_end)
-    output, stream = {}, ev.Stream(limits.record_bytes, limits.evidence_bytes)
+    watchdog = resource_limits.Watchdog(
+        process.pid, folders.uid, group, limits.memory_bytes, limits.cpu_seconds,
+        kill=lambda: _stop(level, process, folders, group, wait=False),
+        shared_folders=RAM_BACKED if level == "user" and "mount" not in user_level_namespaces() else ()).start()
+    output, stream = {}, ev.Stream(limits.record_bytes, limits.evidence_bytes, job.get("records"))
     readers = [threading.Thread(target=_drain, args=(process.stdout, limits.output_bytes, output), daemon=True),
                threading.Thread(target=stream.read_from, args=(read_end,), daemon=True)]
     for reader in readers:
@@ -261,13 +318,19 @@ def run(level: str, job: dict, folders: Folders, limits: Limits, timeout: float)
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-    _stop(level, process, folders)
+    usage = watchdog.stop()
+    _stop(level, process, folders, group)
+    if group is not None:
+        if group.out_of_memory() and not usage.stopped_for:
+            usage.stopped_for = (f"its processes together reached the memory limit of {limits.memory_bytes / 2**30:g} "
+                                 "GiB and the kernel stopped one")
+        group.remove()
     for reader in readers:
         reader.join(timeout=5)
     stream.close()
     os.close(read_end)
     _clean_up(level, folders)
-    return Outcome(process.returncode, timed_out, _output_text(output), stream)
+    return Outcome(process.returncode, timed_out and not usage.stopped_for, _output_text(output), stream, usage)
 
 
 def _paths_inside(level: str, folders: Folders) -> dict:
@@ -286,25 +349,46 @@ def _environment(level: str, scratch: str) -> dict:
     return env
 
 
-def start(level: str, command: list[str], folders: Folders, job: dict, pass_fds) -> subprocess.Popen:
+def start(level: str, command: list[str], folders: Folders, job: dict, pass_fds, limits: Limits | None = None,
+          group: resource_limits.ControlGroup | None = None) -> subprocess.Popen:
+    """Starts `command` at `level` through `grader.launcher` (see the module docstring)."""
     inside = _paths_inside(level, folders)
     env = _environment(level, inside["scratch"])
-    options = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=pass_fds,
-                   env=env, start_new_session=True)
     if folders.uid is not None:
         hand_over(folders)
-        options.update(user=folders.uid, group=folders.uid, extra_groups=[], umask=0o077)
     if level == "bubblewrap":
-        return subprocess.Popen(_bubblewrap_arguments(folders, env, job) + command, **options)
-    return subprocess.Popen(command, cwd=folders.scratch, **options)
+        command = _bubblewrap_arguments(folders, env, job) + command
+    namespaces = user_level_namespaces() if level == "user" else ()
+    spec = {"cgroup_procs": group.procs_files if group is not None else [],
+            "namespaces": list(namespaces), "private_mounts": _private_mounts(namespaces, limits or Limits(1, 1, 1)),
+            "limits": _resource_limits(level, limits), "uid": folders.uid,
+            "command": [shutil.which(command[0]) or command[0], *command[1:]],
+            "cwd": "/" if level == "bubblewrap" else str(folders.scratch)}
+    return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=pass_fds, env=env,
+                            start_new_session=True)
+
+
+def _resource_limits(level: str, limits: Limits | None) -> dict[str, int]:
+    """The hard limits the launcher sets on the child. The process count is per user: only a sandbox
+    gives the child a user of its own, so only there is it limited."""
+    if limits is None:
+        return {}
+    chosen = {"address_space": limits.memory_bytes, "file_size": limits.file_bytes, "cpu_time": limits.cpu_seconds,
+              "core_size": 0}
+    if level != "none":
+        chosen["processes"] = limits.processes
+    return chosen
 
 
 def _bubblewrap_arguments(folders: Folders, env: dict, job: dict) -> list[str]:
     limits = job.get("limits", {})
+    scratch = limits.get("scratch_bytes", Limits.scratch_bytes)
+    shared = min(limits.get("shared_memory_bytes", Limits.shared_memory_bytes), scratch // 2)
     arguments = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
                  "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534", "--hostname", "grader",
                  "--clearenv", "--proc", "/proc", "--dev", "/dev",
-                 "--size", str(limits.get("scratch_bytes", Limits.scratch_bytes)), "--tmpfs", "/tmp"]
+                 "--size", str(scratch - shared), "--tmpfs", "/tmp", "--size", str(shared), "--tmpfs", "/dev/shm"]
     for name, value in env.items():
         arguments += ["--setenv", name, value]
     for folder in SYSTEM_FOLDERS:
@@ -348,13 +432,18 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _stop(level: str, process: subprocess.Popen, folders: Folders) -> None:
-    """Kills the child and everything it started; at the user level, every process of its uid."""
+def _stop(level: str, process: subprocess.Popen, folders: Folders,
+          group: resource_limits.ControlGroup | None = None, wait: bool = True) -> None:
+    """Kills the child and everything it started: its control group, its process group and, as
+    root, every process of its uid."""
+    if group is not None:
+        group.kill()
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    process.wait()
+    if wait:
+        process.wait()
     if folders.uid is not None:
         kill_every_process_of(folders.uid)
 
@@ -365,10 +454,11 @@ def kill_every_process_of(uid: int) -> None:
     for _ in range(20):
         if not processes_of(uid):
             return
-        subprocess.run([sys.executable, "-I", "-S", "-c",
-                        "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass"],
-                       user=uid, group=uid, extra_groups=[], env={}, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+        helper = {"uid": uid, "cwd": "/", "limits": {"address_space": 2**30, "cpu_time": 10, "file_size": 0},
+                  "command": [sys.executable, "-I", "-S", "-c",
+                              "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass"]}
+        subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(helper)], env={},
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         time.sleep(0.05)
 
 
@@ -395,11 +485,31 @@ def _is_zombie(pid: str) -> bool:
 
 
 def _clean_up(level: str, folders: Folders) -> None:
-    """Removes what a user-level child left in the world-writable folders."""
+    """Removes what a user-level child left in the world-writable folders and its System V IPC
+    objects (where it had no IPC namespace of its own)."""
     if level != "user":
         return
-    for base in WORLD_WRITABLE:
+    for base in dict.fromkeys(os.path.realpath(folder) for folder in WORLD_WRITABLE):
         _remove_owned_by(Path(base), folders.uid, depth=3)
+    for kind, option in (("shm", "-m"), ("msg", "-q"), ("sem", "-s")):
+        for identifier in system_v_objects_of(folders.uid, kind):
+            subprocess.run(["ipcrm", option, str(identifier)], capture_output=True, check=False)
+
+
+def system_v_objects_of(uid: int, kind: str) -> list[int]:
+    """The ids of the System V IPC objects (`kind`: shm, msg or sem) that belong to `uid`, as this
+    process's IPC namespace sees them."""
+    try:
+        lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
+    except OSError:
+        return []
+    header = lines[0].split() if lines else []
+    found = []
+    for line in lines[1:]:
+        fields = dict(zip(header, line.split()))
+        if fields.get("uid") == str(uid) or fields.get("cuid") == str(uid):
+            found.append(int(fields.get("shmid") or fields.get("msqid") or fields.get("semid") or -1))
+    return [identifier for identifier in found if identifier >= 0]
 
 
 def _remove_owned_by(folder: Path, uid: int, depth: int) -> None:
@@ -422,23 +532,60 @@ def _remove_owned_by(folder: Path, uid: int, depth: int) -> None:
 
 
 def close_to_others(paths: list[Path]) -> list[str]:
-    """Closes each existing path to group and others (user level); returns what was changed.
+    """Closes each protected path to group and others (user level), before any child starts; returns
+    what was changed.
 
-    Raises Unavailable for a path that root does not own (then closing it could lock out its owner)."""
+    Closing a folder closes everything in it, but only where the graded code cannot get round it, so
+    this raises Unavailable, naming the path, for one that
+      - is a symbolic link: a link has no mode of its own, and its target stays open under its own name;
+      - lies under a folder that other users can write: the graded code could move the path away and
+        put one of its own in its place, or make a path that does not exist yet before the grader does
+        (an entry of a sticky folder like /tmp that exists and is not a graded uid's is safe);
+      - root does not own: closing it could lock out its owner.
+    A path that does not exist is skipped once nothing on its way lets other users make it."""
     changed = []
-    for path in paths:
+    for path in (Path(os.path.abspath(path)) for path in paths):
+        if writable := _folder_others_can_write_on_the_way(path):
+            raise Unavailable(f"{path} lies under {writable}, which other users can write: the graded code could "
+                              "put its own files in its place; the unprivileged-user sandbox needs it in a folder "
+                              "that only root can change")
         try:
             info = path.lstat()
         except FileNotFoundError:
             continue
+        if stat.S_ISLNK(info.st_mode):
+            raise Unavailable(f"{path} is a symbolic link (to {os.readlink(path)}): the unprivileged-user sandbox "
+                              "cannot close a link to other users; give the grader the real path instead")
         if info.st_uid != 0:
             owner = _owner_name(info.st_uid)
             raise Unavailable(f"{path} belongs to {owner}, not root: the unprivileged-user sandbox needs it "
                               "owned by root and closed to other users")
-        if info.st_mode & 0o077 and not stat.S_ISLNK(info.st_mode):
+        if info.st_mode & 0o077:
             os.chmod(path, stat.S_IMODE(info.st_mode) & 0o700)
             changed.append(str(path))
     return changed
+
+
+def _folder_others_can_write_on_the_way(path: Path) -> str:
+    """The first folder on the way to `path` (as written, and once links are resolved) in which a user
+    other than root could replace or make the next step of the way; "" where there is none. Such a
+    folder is one that others can write, unless it is sticky (like /tmp) and the next step exists and
+    belongs to someone other than a graded uid: then only its owner can move it. (ACLs are not read.)"""
+    for way in dict.fromkeys((path, Path(os.path.realpath(path)))):
+        for folder, step in zip(way.parents, (way, *way.parents)):
+            try:
+                mode = folder.stat().st_mode
+            except OSError:  # not made yet: the nearest folder that exists decides
+                continue
+            if not mode & stat.S_IWOTH:
+                continue
+            try:
+                owner = step.lstat().st_uid
+            except FileNotFoundError:
+                return str(folder)
+            if not (mode & stat.S_ISVTX and owner not in CHILD_UIDS):
+                return str(folder)
+    return ""
 
 
 def _owner_name(uid: int) -> str:

@@ -65,9 +65,18 @@ def reports(summary: dict) -> list[runner.WeekReport]:
         if "error" in week_summary:
             raise SessionError(week_summary["error"])
         checks = {check.name: check for check in runner.checks_module(week).CHECKS}
-        results = [Result(checks[item["name"]], week, item["score"], item["status"], item["feedback"])
+        results = [Result(checks[item["name"]], week, item["score"], item["status"], item["feedback"],
+                          _strings(item.get("self_reported", [])))
                    for item in week_summary["results"]]
         results.sort(key=lambda result: list(checks).index(result.check.name))
         graded.append(runner.WeekReport(week, results, week_summary["seconds"], week_summary["output"],
-                                        week_summary["environment"], week_summary["public_only"]))
+                                        week_summary["environment"], week_summary["public_only"],
+                                        _strings(week_summary.get("integrity", []))))
     return graded
+
+
+def _strings(value) -> list[str]:
+    """A list of strings from the summary (integrity flags, self-reported properties), else a clear error."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise SessionError(f"the grading session's summary holds {type(value).__name__} where a list of strings belongs")
+    return value

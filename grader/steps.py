@@ -5,6 +5,12 @@ week 2 MLP, so that a bug there costs points in its own task only. The model cou
 its `__call__` runs: under `jax.jit` that is once per trace, so three calls of a compiled step
 with batches of one shape run it during the first call only. An eager step, or one that builds
 a new jitted function at every call, runs it at every call.
+
+That count, like the placement of arrays on devices, is observed inside the graded process, which
+can rewrite what reports it (the counter, `jax.jit`, `jax.Array.sharding`): both are self-reported
+(`grader.checks.self_reported`), shown to the student and never scored. The points go to what the
+graded code cannot fake without doing the work: the values after a step, on the grader's own model,
+and the values `shard_batch` and `replicate` return, placed again by the grader for its own step.
 """
 
 import jax
@@ -15,7 +21,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from course.steps import make_train_step, softmax_cross_entropy
-from grader.checks import Check, Part, all_of, flag, hidden, parameters_match, same
+from grader.checks import Check, Judge, Part, all_of, flag, hidden, parameters_match, same, self_reported
 from grader.probing import PartFailure, attempt, block, normal, rng
 
 NUM_CLASSES = 5
@@ -132,25 +138,27 @@ def probe_eval_step(eval_step) -> dict:
     return found
 
 
-def _traces_judge(function: str) -> list:
-    return [flag("traced_once", "compiled once for batches of one shape",
-                 failed=f"{function} ran its Python body (the model's __call__) again on the 2nd and 3rd "
-                        "batches of the same shape: it is not one compiled function",
-                 hint=f"decorate {function} itself with @nnx.jit and keep the batch an argument: a jitted function "
-                      "defined inside the step, or no jit at all, traces the whole step at every call")]
+def _traces_judge(function: str) -> Judge:
+    """Self-reported: the trace count comes from the graded process (see the module docstring)."""
+    return self_reported(flag(
+        "traced_once", "compiled once for batches of one shape",
+        failed=f"{function} ran its Python body (the model's __call__) again on the 2nd and 3rd "
+               "batches of the same shape: it is not one compiled function",
+        hint=f"decorate {function} itself with @nnx.jit and keep the batch an argument: a jitted function "
+             "defined inside the step, or no jit at all, traces the whole step at every call"), "traced_once")
 
 
 def train_step_checks(task: str) -> list[Check]:
     return [
-        Check("train_step: loss, accuracy, parameters and optimizer state after one step", task, "train_step", 4,
+        Check("train_step: loss, accuracy, parameters and optimizer state after one step", task, "train_step", 6,
               "train_step", all_of(
                   same("train:loss", "loss of the batch before the update", shape_weight=0.5, value_weight=1.0),
                   same("train:accuracy", "accuracy of the batch before the update", shape_weight=0.5, value_weight=0.5),
                   parameters_match("param:", "parameters after one Adam step", weight=2.0),
-                  parameters_match("opt:", "optimizer state after one step")),
+                  parameters_match("opt:", "optimizer state after one step"),
+                  _traces_judge("train_step")),
               hint="take nnx.value_and_grad of cross_entropy(model(images), labels) with respect to the model, "
                    "then call optimizer.update(model, grads) once"),
-        Check("train_step: compiled once", task, "train_step", 2, "train_step", all_of(*_traces_judge("train_step"))),
         Check("train_step: a new dropout mask at every step", task, "train_step", 1, "train_step",
               flag("new_dropout_mask", "a second step from the same parameters draws another dropout mask",
                    failed="a second step from the same parameters and optimizer state gave the same loss: "
@@ -165,10 +173,10 @@ def eval_step_checks(task: str) -> list[Check]:
         Check("eval_step: loss and accuracy", task, "eval_step", 2, "eval_step",
               all_of(same("eval:loss", "loss"), same("eval:accuracy", "accuracy")),
               hint="cross_entropy and accuracy of model(images): one forward pass"),
-        Check("eval_step: changes nothing, compiled once", task, "eval_step", 2, "eval_step", all_of(
+        Check("eval_step: changes nothing", task, "eval_step", 2, "eval_step", all_of(
             flag("unchanged", "the model's state is the same after eval_step",
                  failed="eval_step changed the model's state", hint="no gradient and no update in eval_step"),
-            *_traces_judge("eval_step"))),
+            _traces_judge("eval_step"))),
         hidden("eval_step", task, "eval_step", "eval_step", "eval:loss", "eval:accuracy"),
     ]
 
@@ -218,44 +226,74 @@ def _replicated(tree) -> bool:
                                 and leaf.sharding.is_fully_replicated for leaf in leaves)
 
 
+def _leaf_values(leaf) -> np.ndarray:
+    """What one leaf holds, read through numpy wherever it is said to be; a random key as its bits."""
+    if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(leaf))
+    return np.asarray(leaf)
+
+
+def _same_values(tree, structure, wanted: list[np.ndarray]) -> bool:
+    """Whether `tree` has the tree structure `structure` and, leaf by leaf, the arrays `wanted`."""
+    if jax.tree.structure(tree) != structure:
+        return False
+    found = [_leaf_values(leaf) for leaf in jax.tree.leaves(tree)]
+    return len(found) == len(wanted) and all(
+        mine.dtype == theirs.dtype and mine.shape == theirs.shape and np.array_equal(mine, theirs)
+        for mine, theirs in zip(found, wanted))
+
+
+def _placed_by_the_grader(tree, sharding):
+    """`tree` with every leaf copied through the host and put on `sharding` by the grader: whatever
+    the graded code says about where its arrays are, the step then runs where the grader put them."""
+
+    def place(leaf):
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            fresh = jax.random.wrap_key_data(np.asarray(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
+        else:
+            fresh = np.asarray(leaf)
+        return jax.device_put(fresh, sharding)
+
+    return jax.tree.map(place, tree)
+
+
 def probe_data_parallel(week, given) -> dict:
-    """`week.shard_batch` and `week.replicate` placing a batch and a model over 8 CPU devices, and one
-    step of the grader's own train step from there; the one-device step comes from the week's setup
-    (`one_device_step`, in `given`), for the judge to compare with."""
+    """`week.shard_batch` and `week.replicate` placing a batch and a model over 8 CPU devices: where
+    they say the arrays are (self-reported), the values they return, and one step of the grader's own
+    train step from the state `replicate` returned, placed again by the grader with a batch the grader
+    splits itself. The one-device step comes from the week's setup (`one_device_step`, in `given`),
+    for the judge to compare with."""
     mesh = attempt(host_mesh)
     if isinstance(mesh, PartFailure):
-        return {"sharded": mesh, "replicated": mesh, "param": mesh}
+        return {key: mesh for key in ("sharded", "sharded_values", "replicated", "replicated_values", "param")}
     images, labels = batch(PARALLEL_BATCH_SEED)
     results = {key: value for key, value in given.items() if key.startswith("one_device:")}
     placed = attempt(lambda: (week.shard_batch(mesh, jnp.asarray(images)), week.shard_batch(mesh, jnp.asarray(labels))))
     if isinstance(placed, PartFailure):
         results["sharded"] = results["sharded_values"] = placed
     else:
-        results["sharded"] = all(_split_over_devices(array) for array in placed)
-        results["sharded_values"] = all(
+        results["sharded"] = attempt(lambda: all(_split_over_devices(array) for array in placed))
+        results["sharded_values"] = attempt(lambda: all(
             isinstance(array, jax.Array) and np.array_equal(np.asarray(array), wanted)
-            for array, wanted in zip(placed, (images, labels)))
+            for array, wanted in zip(placed, (images, labels))))
     model, optimizer = sgd_model_and_optimizer()
-    state = attempt(lambda: week.replicate(mesh, nnx.state((model, optimizer))))
+    before = nnx.state((model, optimizer))
+    structure, wanted = jax.tree.structure(before), [_leaf_values(leaf) for leaf in jax.tree.leaves(before)]
+    state = attempt(lambda: week.replicate(mesh, before))
     if isinstance(state, PartFailure):
-        results["replicated"] = results["param"] = state
+        results["replicated"] = results["replicated_values"] = results["param"] = state
         return results
-    results["replicated"] = _replicated(state)
-    if results["replicated"]:  # the grader splits the batch itself where shard_batch does not (graded apart)
+    results["replicated"] = attempt(lambda: _replicated(state))
+    results["replicated_values"] = attempt(lambda: _same_values(state, structure, wanted))
+
+    def step():
+        nnx.update((model, optimizer), _placed_by_the_grader(state, NamedSharding(mesh, PartitionSpec())))
         split = NamedSharding(mesh, PartitionSpec("data"))
-        step_batch = placed if results["sharded"] is True else (jax.device_put(images, split),
-                                                                 jax.device_put(labels, split))
+        block(reference_step(model, optimizer, jax.device_put(images, split), jax.device_put(labels, split)))
+        return flat_state("param:", nnx.state(model, nnx.Param))
 
-        def step():
-            nnx.update((model, optimizer), state)
-            block(reference_step(model, optimizer, *step_batch))
-            return flat_state("param:", nnx.state(model, nnx.Param))
-
-        stepped = attempt(step)
-        results.update(stepped if isinstance(stepped, dict) else {"param": stepped})
-    else:
-        results["param"] = PartFailure("untestable", "not run: the model's state is not replicated as asked (see "
-                                       "the replicate check)", "")
+    stepped = attempt(step)
+    results.update(stepped if isinstance(stepped, dict) else {"param": stepped})
     return results
 
 
@@ -270,14 +308,18 @@ def _equals_one_device_step(got: dict, expected: dict) -> list[Part]:
 def data_parallel_checks(shard_task: str, replicate_task: str) -> list[Check]:
     return [
         Check("shard_batch: the batch split over 8 devices", shard_task, "shard_batch", 2, "data_parallel", all_of(
-            flag("sharded", "each of 8 devices holds its own 1/8 of the rows, in order",
-                 failed="the batch is not split along its first axis over the mesh's 8 devices",
-                 hint="jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))"),
+            self_reported(flag("sharded", "each of 8 devices holds its own 1/8 of the rows, in order",
+                               failed="the batch is not split along its first axis over the mesh's 8 devices",
+                               hint="jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))"), "sharded"),
             flag("sharded_values", "the values are the batch's own", failed="the placed batch has other values"))),
-        Check("replicate: every array on every device", replicate_task, "replicate", 2, "data_parallel",
-              flag("replicated", "each array of the state whole on all 8 devices",
-                   failed="some array of the state is not a full copy on each of the mesh's 8 devices",
-                   hint="jax.device_put(tree, NamedSharding(mesh, PartitionSpec())): an empty spec splits nothing")),
+        Check("replicate: every array on every device", replicate_task, "replicate", 2, "data_parallel", all_of(
+            self_reported(flag("replicated", "each array of the state whole on all 8 devices",
+                               failed="some array of the state is not a full copy on each of the mesh's 8 devices",
+                               hint="jax.device_put(tree, NamedSharding(mesh, PartitionSpec())): an empty spec "
+                                    "splits nothing"), "replicated"),
+            flag("replicated_values", "the same tree of arrays, with the state's own values",
+                 failed="the returned state differs from the one passed in (its structure, or some array's values)",
+                 hint="place the whole tree as it is: jax.device_put(tree, sharding) keeps every value"))),
         Check("the sharded step equals the one-device step", replicate_task, "replicate", 1, "data_parallel",
               _equals_one_device_step),
     ]

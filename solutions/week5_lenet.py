@@ -161,8 +161,9 @@ relu_eval_step = make_eval_step(nll_loss)
 # LeNet-5 at about 5,000-10,000 images/s (depending on what else runs), so 4 epochs fit; batch 64
 # gives many steps (~940 an epoch) for that time. Adam adapts each weight's step to its gradient
 # scale, which the tanh/MSE net needs, and a cosine decay to zero settles the weights at the end
-# without a tuned step schedule (3 epochs reached 98.9%, 4 epochs 99.0-99.1%). No validation split:
-# every image trains, and no time goes to validation passes.
+# without a tuned step schedule (3 epochs reached 98.9%, 4 epochs 99.0-99.1%, measured training on
+# all 60,000 images). Like every recipe, it holds out a tenth of them (the default
+# `validation_fraction`) to choose the best checkpoint, which is never chosen on the test split.
 RECIPES = {
     "lenet5": Recipe(
         model=lambda rngs: LeNet5(rngs=rngs),

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -18,7 +19,7 @@ import jsonschema
 import pytest
 
 from course import autograder, publish, release
-from grader import gradescope, runner
+from grader import gradescope, runner, sandbox
 
 REPO = Path(__file__).resolve().parent.parent
 WEEKS = (1, 3)
@@ -210,6 +211,103 @@ def test_a_hostile_submission_scores_0_where_it_attacks_and_changes_nothing_outs
     after = snapshot(root)
     changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
     assert changed <= {"results/results.json", f"submission/{MODULES[1]}", f"submission/{MODULES[3]}"}, changed
+
+
+# The graded code's search for recorded answers (issue 25): every place they were found in, or
+# could be: the zip where `course autograder` wrote it, the evidence cache it was recorded from,
+# every file of source/, the Python environment, the run's workspace and the grader's caches. It
+# returns a recorded answer where one is readable, the right predictions where anything else
+# recorded is (the manifest, the config, a file holding the hidden seed), else raises.
+HUNT = """\
+    import io, os, zipfile
+    import numpy
+    import grader.probing
+    hidden = grader.probing.HIDDEN_SEED is not None
+    wanted = ('hidden:' if hidden else '') + 'linear_predict.npz'
+    seed, found, denied = '{reversed_seed}'[::-1].encode(), [], []  # not written as it is: this file is read too
+    def read(path, data=None):
+        try:
+            if data is None:
+                with open(path, 'rb') as file:
+                    data = file.read(4 * 2**20)
+        except OSError as error:
+            denied.append(f'{{type(error).__name__}}: {{path}}')
+            return
+        name = os.path.basename(path)
+        if name == wanted:
+            found.insert(0, numpy.load(io.BytesIO(data))['predictions'])
+        elif name.endswith('.npz') and b'__nonce__' in data or name in ('MANIFEST.json', 'autograder.json') \\
+                or seed in data:
+            found.append(path)
+        if name.endswith('.zip'):
+            try:
+                archive = zipfile.ZipFile(io.BytesIO(data))
+                for entry in archive.namelist():
+                    read(f'{{path}}!{{entry}}', archive.read(entry))
+            except zipfile.BadZipFile:
+                pass
+    for path in {files!r}:
+        read(path)
+    workspace = os.path.dirname(os.getcwd())  # the run's folder: the graded code's own folders, its lib copy
+    lib = os.path.dirname(os.path.dirname(grader.probing.__file__))
+    places = {folders!r} + [workspace, lib, os.getcwd()]
+    places += [os.path.join(workspace, name) for name in ('submission', 'given.npz')]
+    for top in places:
+        if not os.path.isdir(top):
+            read(top)
+            continue
+        for folder, folders, files in os.walk(top, onerror=lambda error: denied.append(f'walk: {{error.filename}}')):
+            for name in files:
+                read(os.path.join(folder, name))
+    if found:
+        return found[0] if not isinstance(found[0], str) else features @ weights + bias
+    raise PermissionError(f'nothing recorded was readable; denied {{len(denied)}}: {{denied}}')
+"""
+
+
+def test_at_the_user_level_no_recorded_answer_reaches_the_graded_code(built, root, tmp_path, tmp_path_factory):
+    """Issue 25: in a dry run the graded uid read the recorded hidden answers (32/32). The answers are
+    closed where they are made: the zip and the evidence cache it is recorded from are their owner's
+    only, setup.sh closes every file of source/, and the installed wheel holds none; the grading closes
+    its own folders too, refusing links and folders others can write."""
+    if sandbox.why_unavailable("user"):
+        pytest.skip(f"the user sandbox cannot run here: {sandbox.why_unavailable('user')}")
+    build_cache = tmp_path_factory.getbasetemp() / "course-cache"  # the `built` fixture's COURSE_CACHE_DIR
+    instructor = tmp_path / "instructor"  # a folder others can open, where `course autograder` wrote the zip
+    instructor.mkdir()
+    for folder, mode in ((tmp_path, 0o711), (instructor, 0o755)):
+        folder.chmod(mode)
+    shutil.copy2(built, instructor / "autograder.zip")  # with the mode the build gave it
+    assert stat.S_IMODE(built.stat().st_mode) == 0o600 and stat.S_IMODE(build_cache.stat().st_mode) == 0o700
+    source_files = sorted(path for path in (root / "source").rglob("*"))
+    open_to_others = [path for path in [root / "source", *source_files] if path.stat().st_mode & 0o077]
+    assert not open_to_others, f"setup.sh closes every file of source/: {open_to_others[:3]}"
+    site_packages = Path(next((root / "venv" / "lib").glob("python3*/site-packages")))
+    with zipfile.ZipFile(built) as archive:
+        seed = json.loads(archive.read(f"reference_evidence/{runner.MANIFEST}"))["hidden_seed"]
+        wheel = next(name for name in archive.namelist() if name.endswith(".whl"))
+        archive.extract(wheel, tmp_path / "wheel")
+    assert autograder.recorded_answers(tmp_path / "wheel", seed) == []
+    with zipfile.ZipFile(tmp_path / "wheel" / wheel) as archive:
+        archive.extractall(tmp_path / "wheel" / "files")
+    assert autograder.recorded_answers(tmp_path / "wheel" / "files", seed) == []
+    installed = [site_packages / name for name in ("course", "grader", "exercises")]
+    installed += site_packages.glob("deep_into_cnn-*.dist-info")
+    run_cache = tmp_path / "run-cache"  # the grading's own cache is not the build's (Gradescope, or another user)
+    files = [str(path) for path in [built, instructor / "autograder.zip", *source_files]]
+    folders = [str(path) for path in [root / "source", root / "results", build_cache, run_cache, *installed]]
+    attack = HUNT.format(reversed_seed=str(seed)[::-1], files=files, folders=folders)
+    hunt = patched(1, [(cases.LINEAR_PREDICT_BODY, attack)])
+    results = run_autograder(root, {MODULES[1]: hunt, MODULES[3]: SOLUTIONS[3]},
+                             {"COURSE_SANDBOX": "user", "COURSE_CACHE_DIR": str(run_cache)})
+    assert results["extra_data"]["environment"]["sandbox"] == "user"
+    assert lost_tasks(results) == {"1.1"}
+    attacked = [test for test in results["tests"] if test["number"] == "1.1"]
+    assert attacked and all(test["score"] == 0 for test in attacked)
+    assert all("nothing recorded was readable" in test["output"] for test in attacked), [t["output"] for t in attacked]
+    honest = run_autograder(root, {MODULES[week]: SOLUTIONS[week] for week in WEEKS},
+                            {"COURSE_SANDBOX": "user", "COURSE_CACHE_DIR": str(run_cache)})
+    assert honest["score"] == maximum(), honest["output"][-3000:]
 
 
 def test_an_empty_upload_scores_0_and_says_what_to_upload(root):

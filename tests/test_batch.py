@@ -14,8 +14,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from grader import batch, runner
+from grader import batch, report, runner
 
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("grader_cases", REPO / "tests" / "grader_cases" / "cases.py")
@@ -355,3 +357,51 @@ def test_submissions_named_like_the_batch_files_get_other_folders(tmp_path):
 ])
 def test_gradebook_cells_that_could_start_a_formula_are_quoted(value, cell):
     assert batch._cell(value) == cell
+
+
+# Round 2 (issue 25): names that show alike, and the formula guard after blanks and invisible characters
+def test_submissions_whose_names_show_alike_get_distinct_names(tmp_path):
+    for name in ("a\x01", "a\\x01", "alice", "alice (2)", "bob\u2028TOTAL", "bob\\u2028TOTAL", "carol"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MODULE).write_text(SOLUTION)
+    with zipfile.ZipFile(tmp_path / "alice.zip", "w") as archive:
+        archive.writestr(MODULE, SOLUTION)
+    found = {submission.path.name: submission for submission in batch.find_submissions(tmp_path)}
+    assert {entry: submission.name for entry, submission in found.items()} == {
+        "a\\x01": "a\\x01", "a\x01": "a\\x01 (2)",  # the name shown as it is keeps it
+        "alice": "alice", "alice.zip": "alice (3)", "alice (2)": "alice (2)",  # never another entry's own name
+        "bob\\u2028TOTAL": "bob\\u2028TOTAL", "bob\u2028TOTAL": "bob\\u2028TOTAL (2)", "carol": "carol"}
+    assert found["alice"].fatal and found["alice.zip"].fatal  # the same student twice: ambiguous
+    assert not found["a\x01"].fatal and not found["a\\x01"].fatal  # two students: both graded
+    assert len({submission.folder for submission in found.values()}) == len(found)
+    rows = [batch.gradebook_row(submission, None, "not graded") for submission in found.values()]
+    batch.write_gradebook(tmp_path / "gradebook.csv", rows, [])
+    with open(tmp_path / "gradebook.csv", newline="") as file:
+        written = [row["submission"] for row in csv.DictReader(file)]
+    assert len(written) == len(set(written)) == len(found)
+    assert not set("".join(written)) & set("\x01\u2028")
+
+
+def test_names_that_differ_only_in_quotes_give_different_cells():
+    assert batch._cell("=x") == "'=x" and batch._cell("'=x") == "''=x"
+
+
+INVISIBLE_LEADS = st.sampled_from(["\t", "\r", "\n", " ", "\x00", "\x1f", "\x85", "\xa0", "\u2000", "\u3000", "\u200b",
+                                   "\u200d", "\u2060", "\ufeff", "\u202e", "\u2066", "\u2028", "\u2029", "\U000e0020"])
+
+
+@given(st.lists(INVISIBLE_LEADS, max_size=6).map("".join), st.sampled_from("=+-@"), st.text())
+@settings(max_examples=300, deadline=None)
+def test_no_cell_can_start_a_formula(lead, start, rest):
+    text = lead + start + rest
+    assert batch._cell(text).startswith("'")
+    assert batch._cell(report.printable(text)).startswith("'")  # as a name is written: escaped first
+
+
+@given(st.text())
+@settings(max_examples=300, deadline=None)
+def test_cells_are_the_text_itself_or_quoted_and_never_alike(text):
+    assert batch._cell(text) in (text, "'" + text)
+    assert batch._cell(text) != batch._cell("'" + text)
+    if text[:1].isalnum():
+        assert batch._cell(text) == text

@@ -73,10 +73,10 @@ def test_unknown_command_is_refused():
 def test_train_writes_the_dashboard_every_n_steps(tmp_path):
     out = tmp_path / "lenet"
     code = main(["train", "lenet5", "--dataset", "shapes_gray", "--epochs", "1", "--batch-size", "50",
-                 "--max-train-examples", "500", "--dashboard-every", "4", "--out", str(out), "--quiet"])
+                 "--max-train-examples", "556", "--dashboard-every", "4", "--out", str(out), "--quiet"])
     assert code == 0
     recorded = json.loads((out / "dashboard_steps.json").read_text())
-    assert recorded["steps"] == list(range(1, 11))  # 10 steps, all recorded by the final write
+    assert recorded["steps"] == list(range(1, 11))  # 10 steps of the 500 left after validation, all recorded
     assert len(recorded["losses"]) == 10 and all(0 <= error <= 1 for error in recorded["errors"])
     assert (out / "dashboard.png").stat().st_size > 20_000
 

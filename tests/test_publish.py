@@ -55,9 +55,78 @@ def test_check_mode_reports_out_of_date_files(tmp_path, capsys, monkeypatch):
     assert publish.out_of_date(solutions, exercises) == []
     (exercises / "week9.py").write_text("edited")
     assert publish.out_of_date(solutions, exercises) == ["week9.py"]
-    monkeypatch.setattr(publish, "out_of_date", lambda: ["week9.py"])
+    monkeypatch.setattr(publish, "out_of_date", lambda *folders: ["week9.py"])
     assert publish.main(["--check"]) == 1
     assert "exercises/week9.py" in capsys.readouterr().out
+
+
+def published_course(tmp_path):
+    """A solutions/ holding week9.py and the exercises/ published from it; returns both folders."""
+    solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
+    solutions.mkdir()
+    (solutions / "week9.py").write_text(SOLUTION)
+    assert publish.main(["--solutions", str(solutions), "--exercises", str(exercises)]) == 0
+    return solutions, exercises
+
+
+STUDENT_ANSWER = SOLUTION.replace("y = 2 * x", "y = x + x  # my answer")
+
+
+def test_publish_never_overwrites_a_students_edit(tmp_path, capsys):
+    solutions, exercises = published_course(tmp_path)
+    (exercises / "week9.py").write_text(STUDENT_ANSWER)
+    (solutions / "week9.py").write_text(SOLUTION.replace("Twice x.", "Two times x."))  # the stub changes too
+    capsys.readouterr()
+    assert publish.main(["--solutions", str(solutions), "--exercises", str(exercises)]) == 1
+    assert (exercises / "week9.py").read_text() == STUDENT_ANSWER
+    error = capsys.readouterr().err
+    assert "refusing to overwrite 1 edited file(s); nothing was written" in error
+    assert publish.shown(exercises / "week9.py") in error and "--force" in error
+    assert not (exercises / publish.BACKUPS).exists()
+
+
+def test_publish_rewrites_a_stale_stub_that_nobody_edited(tmp_path, capsys):
+    solutions, exercises = published_course(tmp_path)
+    (solutions / "week9.py").write_text(SOLUTION.replace("Twice x.", "Two times x."))
+    assert publish.edited(solutions, exercises) == []
+    assert publish.main(["--solutions", str(solutions), "--exercises", str(exercises)]) == 0
+    assert "Two times x." in (exercises / "week9.py").read_text()
+    assert f"wrote {publish.shown(exercises / 'week9.py')}" in capsys.readouterr().out
+
+
+def test_without_a_record_every_file_unlike_the_stub_counts_as_edited(tmp_path):
+    solutions, exercises = published_course(tmp_path)
+    (exercises / publish.RECORD).unlink()
+    (solutions / "week9.py").write_text(SOLUTION.replace("Twice x.", "Two times x."))
+    assert publish.edited(solutions, exercises) == ["week9.py"]
+    with pytest.raises(publish.EditedError, match="week9.py"):
+        publish.publish(solutions, exercises)
+
+
+def test_publish_force_backs_up_what_it_replaces(tmp_path, capsys):
+    solutions, exercises = published_course(tmp_path)
+    (exercises / "week9.py").write_text(STUDENT_ANSWER)
+    capsys.readouterr()
+    assert publish.main(["--solutions", str(solutions), "--exercises", str(exercises), "--force"]) == 0
+    assert (exercises / "week9.py").read_text() == publish.exercise_source(SOLUTION, "week9.py")
+    backups = list((exercises / publish.BACKUPS).glob("*/week9.py"))
+    assert len(backups) == 1 and backups[0].read_text() == STUDENT_ANSWER
+    assert f"backed up edited {publish.shown(exercises / 'week9.py')} to {publish.shown(backups[0])}" in capsys.readouterr().out
+
+
+def test_check_says_what_to_do_for_an_instructor_and_a_student(tmp_path, capsys):
+    solutions, exercises = published_course(tmp_path)
+    (solutions / "week9.py").write_text(SOLUTION.replace("Twice x.", "Two times x."))
+    (solutions / "week8.py").write_text(SOLUTION.replace("9.", "8."))
+    (exercises / "week9.py").write_text(STUDENT_ANSWER)
+    capsys.readouterr()
+    assert publish.main(["--check", "--solutions", str(solutions), "--exercises", str(exercises)]) == 1
+    output = capsys.readouterr().out
+    assert "out of date: exercises/week8.py" in output and "edited: exercises/week9.py" in output
+    assert "Instructor: run `course publish`" in output and "`course publish --force`" in output
+    assert "Student: your answers are in the edited files of exercises/" in output and "nothing to do" in output
+    assert "copy your answers back from the exercises/.backup/<time>/" in output
+    assert (exercises / "week9.py").read_text() == STUDENT_ANSWER
 
 
 def test_generated_exercise_keeps_signatures_docstrings_and_checks():

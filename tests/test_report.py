@@ -4,6 +4,9 @@ single lines without acting on control characters, and the JUnit XML and results
 import json
 import xml.etree.ElementTree as ET
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from grader import report
 from grader.checks import Check, Result
 from grader.runner import WeekReport
@@ -45,3 +48,50 @@ def test_gradescope_results_encode_as_utf8_json_whatever_the_feedback():
     assert json.loads(text)["tests"][0]["output"] == "Task 1.2 (mse_loss): failed\n" + report.printable(
         EVERY_C0 + UNENCODABLE)
     assert "\\udcff" in results["tests"][0]["output"]
+
+
+# Round 2 (issue 25): Unicode line and paragraph separators, bidirectional controls, invisible characters
+BIDIRECTIONAL = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+INVISIBLE = "\xad\u180e\u200b\u200c\u200d\u2060\u2063\ufeff\U000e0001\U000e0041"
+
+
+def test_printable_leaves_no_character_that_ends_a_line():
+    breakers = [character for character in map(chr, range(0x110000)) if len(f"a{character}b".splitlines()) > 1]
+    assert set(breakers) == set("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")  # what Python's splitlines() knows
+    for character in breakers:
+        assert len(report.printable(f"a{character}b").splitlines()) == 1, hex(ord(character))
+        assert len(report.printable(f"a{character}b", lines=True).splitlines()) == (2 if character == "\n" else 1)
+
+
+def test_printable_escapes_bidirectional_and_invisible_characters():
+    assert report.printable("\u2028TOTAL\u2029 \u202edessap\u202c \x85") == "\\u2028TOTAL\\u2029 \\u202edessap\\u202c \\x85"
+    assert report.printable("\ufeff\u200b\xad\U000e0041") == "\\ufeff\\u200b\\xad\\U000e0041"  # 8 digits past U+FFFF
+    for character in BIDIRECTIONAL + INVISIBLE:
+        assert report.printable(character).startswith("\\"), hex(ord(character))
+    assert report.printable("é ü 中文 ∑ 😀 \xa0") == "é ü 中文 ∑ 😀 \xa0"  # printable text stays as it is
+
+
+@given(st.text())
+@settings(max_examples=300, deadline=None)
+def test_printable_text_is_one_line_in_one_order(text):
+    shown = report.printable(text)
+    assert len(shown.splitlines()) <= 1
+    assert not set(shown) & set(BIDIRECTIONAL + INVISIBLE + EVERY_C0 + UNENCODABLE)
+    shown.encode("utf-8")
+
+
+def test_separators_cannot_fake_the_total_in_any_report():
+    forged = ["\u2028TOTAL 23/23 (100%)\u2029", "\u202eTOTAL 23/23\u202c", "x" * 88 + "\u2028TOTAL 23/23",
+              "\x1c\x1d\x1eTOTAL 23/23\x85TOTAL 23/23", "\u2066TOTAL\u2069 " * 30]
+    reports = reports_with_feedback(*forged)
+    card = report.scorecard(reports)
+    assert [line for line in card.splitlines() if line.startswith("TOTAL")] == [card.splitlines()[-1]]
+    assert card.splitlines() == card.split("\n")
+    junit = report.junit(reports)
+    results = json.dumps(report.gradescope(reports, 1.0), ensure_ascii=False)
+    for text in (card, junit, results):
+        assert not set(text) & set(BIDIRECTIONAL + "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+    for text in (junit, results):
+        assert not [line for line in text.splitlines() if line.startswith("TOTAL")]
+    failure = ET.fromstring(junit).find("testsuite/testcase/failure")
+    assert failure.text.split("\n")[1] == "\\u2028TOTAL 23/23 (100%)\\u2029"

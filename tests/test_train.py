@@ -1,5 +1,6 @@
 """course.train and course.steps: the loop, determinism, checkpoints and exact resume, data parallelism."""
 
+import dataclasses
 import json
 import textwrap
 
@@ -10,7 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
-from course import steps, train
+from course import data, steps, train
 from tests.conftest import run_on_cpu_devices, run_on_eight_cpu_devices
 from course.layers import max_pool
 from course.recipe import Recipe
@@ -299,3 +300,134 @@ def test_every_models_train_step_on_several_cpu_devices_matches_one_device(count
     output = run_on_cpu_devices(EVERY_MODEL, count, timeout=600)
     for name in ("mlp", "simple_cnn", "lenet5", "lenet5_relu", "alexnet"):
         assert f"{name} MATCHES ON {count} DEVICES" in output, output
+
+
+# ---------------------------------------------------------------------------------------------
+# The validation split chooses the best checkpoint; resume extends; broken checkpoints (issue 26)
+
+
+def test_every_recipe_holds_out_a_validation_split_with_a_fixed_seed(monkeypatch):
+    default = tiny_recipe()
+    assert dataclasses.replace(default, validation_fraction=Recipe.validation_fraction).validation_fraction == 0.1
+    with pytest.raises(ValueError, match="never on the test split"):
+        tiny_recipe(validation_fraction=0.0)
+    kept, held_out = data.validation_split(1000, 0.1)
+    assert len(held_out) == 100 and not set(kept) & set(held_out) and len(kept) + len(held_out) == 1000
+    assert len(data.validation_split(5, 0.1)[1]) == 1  # never empty
+    validated = {}
+
+    def record_validation(recipe, model, images, labels, mesh=None, batch_size=500):
+        if len(labels) != 37:  # not the test split
+            validated[seed] = images
+        return {"loss": 1.0, "accuracy": 0.5}
+
+    monkeypatch.setattr(train, "evaluate", record_validation)
+    for seed in (1, 2):  # runs of any seed choose their best checkpoint on the same images
+        settings = train.Settings("tiny", "shapes_gray", 1, 30, 3e-3, seed=seed)
+        train.train_on_arrays(tiny_recipe(), settings, small_arrays(100, 0), small_arrays(37, 1), progress=False)
+    np.testing.assert_array_equal(validated[1], validated[2])
+    np.testing.assert_array_equal(validated[1], small_arrays(100, 0)[0][data.validation_split(100, 0.2)[1]])
+
+
+def small_arrays(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, count).astype(np.int32)
+
+
+def test_the_best_checkpoint_is_chosen_on_validation_never_on_test(tmp_path, monkeypatch, capsys):
+    """Validation accuracy rises and test accuracy falls epoch after epoch: the best checkpoint is the
+    last epoch's, which the test split would never have chosen; every report says what test is for."""
+    train_data, test_data = small_arrays(110, 0), small_arrays(37, 1)  # 88 train, 22 validation, 37 test
+    evaluated = []
+
+    def scripted_evaluate(recipe, model, images, labels, mesh=None, batch_size=500):
+        split = "test" if len(labels) == 37 else "validation"
+        evaluated.append(split)
+        epoch = evaluated.count(split)
+        return {"loss": 1.0, "accuracy": 0.25 * epoch if split == "validation" else 1.0 - 0.25 * epoch}
+
+    monkeypatch.setattr(train, "evaluate", scripted_evaluate)
+    settings = train.Settings("tiny", "shapes_gray", 3, 33, 3e-3, seed=0)
+    _, history = train.train_on_arrays(tiny_recipe(), settings, train_data, test_data, out_dir=tmp_path)
+    assert evaluated == ["validation", "test"] * 3
+    best = json.loads((tmp_path / "checkpoint" / "best" / "info.json").read_text())
+    assert best["epoch"] == 3 and train.best_record(history)["epoch"] == 3
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["best_checkpoint"] == {"chosen_on": "validation_accuracy", "epoch": 3, "validation_accuracy": 0.75}
+    assert metrics["validation"]["examples"] == 22 and "not used for selection" in metrics["test"]
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "val loss 1.0000, acc 75.00%" in line and "test (not used for selection) loss 1.0000, acc 25.00%" in line
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
+    recipe = tiny_recipe(epochs=1)
+    small = {**FIT, "max_train_examples": 400}
+    finished = train.fit(recipe, out_dir=tmp_path, **small)
+    extended = train.fit(recipe, out_dir=tmp_path, resume=True, epochs=2, **small)
+    assert [record["epoch"] for record in extended] == [1, 2]
+    assert measured(extended[:1]) == measured(finished)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["settings"]["epochs"] == 2 and len(metrics["history"]) == 2
+    assert metrics["extensions"] == [{"after_epoch": 1, "from_epochs": 1, "to_epochs": 2}]
+    assert json.loads((tmp_path / "checkpoint" / "last" / "info.json").read_text())["epoch"] == 2
+    with pytest.raises(train.SettingsError, match="it has trained 2 already; pass --epochs 3 or more"):
+        train.fit(recipe, out_dir=tmp_path, resume=True, epochs=1, **small)
+    assert measured(train.fit(recipe, out_dir=tmp_path, resume=True, epochs=2, **small)) == measured(extended)
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    """A one-epoch `course train mlp` run folder on shapes_gray, written once for the tests below."""
+    from course.cli import main
+
+    out = tmp_path_factory.mktemp("mlp") / "run"
+    assert main(["train", "mlp", "--dataset", "shapes_gray", "--epochs", "1", "--batch-size", "50",
+                 "--max-train-examples", "300", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def largest_file(folder):
+    return max((path for path in folder.rglob("*") if path.is_file()), key=lambda path: path.stat().st_size)
+
+
+BROKEN = {
+    # name: (the broken file in a checkpoint folder, how it is broken, what the error line says)
+    "info not JSON": (lambda folder: folder / "info.json", lambda path: path.write_text('{"settings": {'),
+                      "info.json: corrupt, not valid JSON"),
+    "info not text": (lambda folder: folder / "info.json", lambda path: path.write_bytes(b"\xff\xfe\x00garbage"),
+                      "info.json: corrupt, not text"),
+    "history not numbers": (lambda folder: folder / "info.json",
+                            lambda path: path.write_text(path.read_text().replace('"train_loss": ', '"train_loss": "x", "_": ', 1)),
+                            "history entry 1: train_loss is 'x', not a number"),
+    "array data garbage": (lambda folder: largest_file(folder / "model" / "ocdbt.process_0"),
+                           lambda path: path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size)),
+                           "the array data of "),
+    "array metadata cut": (lambda folder: folder / "model" / "_METADATA",
+                           lambda path: path.write_text(path.read_text()[:40]), "_METADATA: corrupt (not JSON)"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN, ids=list(BROKEN))
+def test_a_broken_checkpoint_file_gives_one_line_naming_it(mlp_run, tmp_path, capsys, broken):
+    """`course eval` (reads checkpoint/best) and `course train --resume` (reads checkpoint/last)."""
+    import shutil
+
+    from course.cli import main
+
+    which_file, break_it, expected = BROKEN[broken]
+    run = tmp_path / "run"
+    shutil.copytree(mlp_run, run)
+    files = [which_file(run / "checkpoint" / name) for name in ("best", "last")]
+    for path in files:
+        break_it(path)
+    capsys.readouterr()
+    commands = {"eval": ["eval", str(run)],
+                "train": ["train", "mlp", "--dataset", "shapes_gray", "--epochs", "2", "--batch-size", "50",
+                          "--max-train-examples", "300", "--out", str(run), "--resume", "--quiet"]}
+    for (command, argv), path in zip(commands.items(), files):
+        # orbax names no file of its array database, only its folder (model/) and the array
+        named = path.parents[2] if broken == "array data garbage" else path
+        assert main(argv) == 2, command
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"course {command}: error:")]
+        assert len(errors) == 1 and f"{named}:" in errors[0] and expected in errors[0], (command, errors)
+        assert "Traceback" not in errors[0]

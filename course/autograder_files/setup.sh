@@ -6,7 +6,13 @@
 # names the Python to use (3.11 or newer); by default the newest one found, else Ubuntu's python3.11.
 set -euo pipefail
 ROOT="${COURSE_AUTOGRADER_ROOT:-/autograder}"
-SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+
+# First of all, every file of source/ becomes its owner's alone (root's on Gradescope): source/ holds
+# the recorded answers (the public and hidden checks' evidence, the manifest with the hidden seed), the
+# config and the wheel. The graded code runs as other users; they reach the Python environment
+# installed below (which holds no answers: `course autograder` checks the wheel), never source/.
+chmod -R go-rwx "$SOURCE"
 
 supported() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 

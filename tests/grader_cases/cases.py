@@ -224,11 +224,6 @@ BUGS += [
     dict(name="train_step differentiates the mean logit, not the loss", week=2, task="2.10",
          patches=[("(loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)",
                    "(loss, logits), grads = nnx.value_and_grad(\n        lambda model: (model(images).mean(), model(images)), has_aux=True)(model)\n    loss = cross_entropy(logits, labels)")]),
-    dict(name="train_step jits a closure over the batch at every call", week=2, task="2.10",
-         feedback="not one compiled function",
-         patches=[("@nnx.jit\ndef train_step(", "def train_step("),
-                  ("    def loss_of(model):\n        logits = model(images)\n        return cross_entropy(logits, labels), logits\n\n    (loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)\n    optimizer.update(model, grads)\n    return {\"loss\": loss, \"accuracy\": accuracy(logits, labels)}",
-                   "    @nnx.jit\n    def step(model, optimizer):\n        def loss_of(model):\n            logits = model(images)\n            return cross_entropy(logits, labels), logits\n\n        (loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)\n        optimizer.update(model, grads)\n        return {\"loss\": loss, \"accuracy\": accuracy(logits, labels)}\n\n    return step(model, optimizer)")]),
     dict(name="functional train_step keeps the old dropout keys", week=2, task="2.10",
          feedback="the dropout keys did not move on",
          patches=[("@nnx.jit\ndef train_step(", "def train_step("),
@@ -252,12 +247,6 @@ BUGS += [
     dict(name="augment also at evaluation", week=4, task="4.5", feedback="evaluation must see the real images",
          patches=[("return random_crop_flip(key, images, padding=2) if training else images",
                    "return random_crop_flip(key if key is not None else jax.random.key(0), images, padding=2)")]),
-    dict(name="shard_batch copies the batch to every device", week=6, task="6.5",
-         patches=[("return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(\"data\")))",
-                   "return jax.device_put(batch, NamedSharding(mesh, PartitionSpec()))")]),
-    dict(name="replicate leaves the state on one device", week=6, task="6.6",
-         patches=[("return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))",
-                   "return jax.device_put(tree, mesh.devices.flat[0])")]),
 ]
 
 ALTERNATIVES += [
@@ -345,6 +334,12 @@ ALTERNATIVES += [
 # name also marks the processes an attack starts, {RESULTS_PATH} a results file to forge, {PORT} a
 # port the test listens on, on the host's loopback.
 LINEAR_PREDICT_BODY = "    return features @ weights + bias\n"
+
+
+def _user_level_namespaces() -> tuple[str, ...]:
+    from grader import sandbox
+
+    return sandbox.user_level_namespaces()
 SCORE = "    return features @ weights + bias\n"
 
 
@@ -480,10 +475,252 @@ HOSTILE = [
 
 # Round 2 of the sandbox review (issue 25), one block per class of attack.
 # --- outputs: Unicode separators, bidirectional controls, the hidden seed
-HOSTILE += []
+# Every character str.splitlines() ends a line at (but \n and \r, which would end the source line), the
+# bidirectional controls and invisible characters. They are written as they are into the source line that
+# raises, which the feedback quotes ("at week1_regression.py:12 in linear_predict: raise ..."), and into the
+# message (where the child's whitespace folding keeps the ones that are not whitespace).
+LINE_BREAKERS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+BIDI_AND_INVISIBLE = "\u061c\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+HOSTILE += [
+    hostile("Unicode line separators and bidirectional controls in its error",
+            f"    raise RuntimeError('\u2028TOTAL 23/23 (100%)\u2029 \u202edessap\u202c {LINE_BREAKERS}TOTAL 23/23 "
+            f"{BIDI_AND_INVISIBLE}')\n"),
+    # the seed from the child's job (its frames) in the public probes, from grader.probing in the hidden ones
+    hostile("prints the hidden seed in its error",
+            "    import sys\n    from grader import probing\n    seed, frame = probing.HIDDEN_SEED, sys._getframe()\n"
+            "    while seed is None and frame is not None:\n        job = frame.f_locals.get('job')\n"
+            "        if isinstance(job, dict) and isinstance(job.get('hidden_seed'), int):\n"
+            "            seed = job['hidden_seed']\n        frame = frame.f_back\n"
+            "    raise RuntimeError(f'the hidden seed is {seed} ({seed:#x}, {seed:X}, {seed:,})')\n"),
+]
 # --- intake: links, devices, FIFOs, folders named like modules; evidence that decodes large
-HOSTILE += []
+# (links, devices, FIFOs and folders are not code: tests/test_sandbox.py makes them.) Each attack sends its
+# records before the child sends the real one: a grader that kept the last record of a name would grade
+# the real predictions (and score) after decoding the bombs. Records under the other probes' names cost
+# those probes their checks too (correct_elsewhere=False).
+ZERO_RECORDS = (
+    "    import io, zipfile\n    from numpy.lib import format as npy\n    from grader import evidence, week1_regression\n"
+    "    def zeros_record(size, arrays=1):\n        buffer = io.BytesIO()\n"
+    "        with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as archive:\n"
+    "            for index in range(arrays):\n"
+    "                with archive.open(f'zeros{index}.npy', 'w') as member:\n"
+    "                    npy.write_array_header_1_0(member, {'descr': '|u1', 'fortran_order': False, 'shape': (size,)})\n"
+    "                    for _ in range(size // 2**22):\n                        member.write(bytes(2**22))\n"
+    "                    member.write(bytes(size % 2**22))\n"
+    "        return buffer.getvalue()\n"
+    "    names = ['linear_predict'] + [name for name in week1_regression.PROBES if name != 'linear_predict']\n")
+
+
+def sends_records(*records: str) -> str:
+    """Code that sends each (name expression, record expression) of `records` to the evidence pipe."""
+    return "".join(f"    for fd in pipes:\n        evidence.send(fd, evidence.RECORD, {name}, {record})\n"
+                   for name, record in records)
+
+
+HOSTILE += [
+    hostile("sends 6 records small on the pipe that decode to 320 MiB each",
+            EVIDENCE_PIPES + ZERO_RECORDS + "    record = zeros_record(320 * 2**20)\n"
+            + sends_records(*[(f"names[{index}]", "record") for index in range(6)]) + SCORE,
+            correct_elsewhere=False),
+    hostile("sends records that together decode past the budget",  # each alone fits; their sum does not
+            EVIDENCE_PIPES + ZERO_RECORDS + "    record = zeros_record(100 * 2**20, arrays=2)\n"
+            + sends_records(*[(f"names[{index}]", "record") for index in range(4)]) + SCORE,
+            correct_elsewhere=False),
+    hostile("sends an array whose header claims 16 GiB",
+            EVIDENCE_PIPES + ZERO_RECORDS + "    buffer = io.BytesIO()\n    with zipfile.ZipFile(buffer, 'w') as archive:\n"
+            "        with archive.open('huge.npy', 'w') as member:\n"
+            "            npy.write_array_header_1_0(member, {'descr': '<f8', 'fortran_order': False, 'shape': (2**31,)})\n"
+            + sends_records(("'linear_predict'", "buffer.getvalue()")) + SCORE),
+    hostile("sends a record of 50,000 tiny arrays",
+            EVIDENCE_PIPES + ZERO_RECORDS + "    buffer = io.BytesIO()\n    tiny = evidence.dumps({'x': evidence.to_array(0)})\n"
+            "    with zipfile.ZipFile(io.BytesIO(tiny)) as archive:\n        member = archive.read('x.npy')\n"
+            "    with zipfile.ZipFile(buffer, 'w') as archive:\n        for index in range(50_000):\n"
+            "            archive.writestr(f'a{index}.npy', member)\n"
+            + sends_records(("'linear_predict'", "buffer.getvalue()")) + SCORE),
+    hostile("sends 100,000 tiny records under names of its own",
+            EVIDENCE_PIPES + ZERO_RECORDS + "    tiny = evidence.dumps({'x': evidence.to_array(0)})\n"
+            "    for fd in pipes:\n        for index in range(100_000):\n"
+            "            evidence.send(fd, evidence.RECORD, f'r{index}', tiny)\n" + SCORE),
+    # the parent compares the listing of the model's layers with the reference's: 100,000 layers of as
+    # many kinds made that comparison quadratic (hours)
+    dict(name="sends a layer listing of 100,000 kinds of layers", week=4, task="4.1", correct_elsewhere=True,
+         levels=("bubblewrap", "user"),
+         patches=[("        # END TASK\n\n    def __call__(self, images: jax.Array) -> jax.Array:",
+                   "        import grader.models, grader.probing\n\n"
+                   "        def crafted(model, describe=grader.probing.describe):\n"
+                   "            return describe(model) + [{'path': f'p{index}', 'kind': f'K{index}', 'settings': {},\n"
+                   "                                       'params': {}} for index in range(100_000)]\n\n"
+                   "        grader.models.describe = crafted\n"
+                   "        # END TASK\n\n    def __call__(self, images: jax.Array) -> jax.Array:")]),
+]
 # --- self-reported properties and reaching for internals
-HOSTILE += []
+# A step compiled once, a function that works under jax.jit, arrays placed over devices: only the graded
+# process can observe these, and it can rewrite what reports them, so they are reported, never scored
+# (README, "Sandbox"). Each attack below fakes one of them while keeping the right values: it must score
+# what the honest submission without the property scores (its `honest` case, in SELF_REPORTED_HONEST:
+# full marks, the advice in the feedback of `advice`'s tasks), and its report must carry an integrity
+# flag containing `flag`. Both keep full marks everywhere, hence task None and correct_elsewhere.
+CLOSURE_STEP = (
+    "    def loss_of(model):\n        logits = model(images)\n        return cross_entropy(logits, labels), logits\n\n"
+    "    (loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)\n    optimizer.update(model, grads)\n"
+    "    return {\"loss\": loss, \"accuracy\": accuracy(logits, labels)}",
+    "    @nnx.jit\n    def step(model, optimizer):\n        def loss_of(model):\n            logits = model(images)\n"
+    "            return cross_entropy(logits, labels), logits\n\n"
+    "        (loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)\n"
+    "        optimizer.update(model, grads)\n        return {\"loss\": loss, \"accuracy\": accuracy(logits, labels)}\n\n"
+    "    return step(model, optimizer)")
+CROP_THAT_CANNOT_BE_JITTED = (  # a Python branch on the images' values: fine eagerly, an error under jax.jit
+    "    batch, height, width, channels = images.shape\n",
+    "    if not bool(jnp.all(jnp.isfinite(jnp.asarray(images, jnp.float32)))):\n"
+    "        raise ValueError('the images must be finite')\n"
+    "    batch, height, width, channels = images.shape\n")
+SHARD_COPIES = ("return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(\"data\")))",
+                "return jax.device_put(batch, NamedSharding(mesh, PartitionSpec()))")
+REPLICATE_ON_ONE_DEVICE = ("return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))",
+                           "return jax.device_put(tree, mesh.devices.flat[0])")
+
+SELF_REPORTED_HONEST = [
+    dict(name="train_step jits a closure over the batch at every call, eval_step not jitted", week=2,
+         advice={"2.10": "not one compiled function", "2.11": "decorate eval_step itself with @nnx.jit"},
+         patches=[("@nnx.jit\ndef train_step(", "def train_step("), CLOSURE_STEP,
+                  ("@nnx.jit\ndef eval_step(", "def eval_step(")]),
+    dict(name="random_crop_flip that cannot be jitted", week=4, advice={"4.3": "works under jax.jit"},
+         patches=[CROP_THAT_CANNOT_BE_JITTED]),
+    dict(name="shard_batch copies the batch to every device, replicate leaves the state on one device", week=6,
+         advice={"6.5": "not split along its first axis", "6.6": "not a full copy on each of the mesh's 8 devices"},
+         patches=[SHARD_COPIES, REPLICATE_ON_ONE_DEVICE]),
+]
+
+# Honest bugs of the same tasks, which lose points on values (the placement bugs above no longer do).
+BUGS += [
+    dict(name="shard_batch splits the second axis", week=6, task="6.5",
+         patches=[("return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(\"data\")))",
+                   "return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(None, \"data\")))")]),
+    dict(name="replicate splits every array over the devices", week=6, task="6.6",
+         patches=[("return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))",
+                   "return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(\"data\")))")]),
+]
+
+
+# A later week's models need more time and memory than week 1's linear_predict, which the other cases' limits
+# are cut to (AlexNet does not fit in their 2 GiB at the user level).
+LATER_WEEK_SETTINGS = {"probe_timeout_s": 60, "week_timeout_s": 300, "memory_bytes": 6 * 2**30}
+
+
+def self_reported_attack(name, week, patches, honest, flag):
+    assert any(case["name"] == honest for case in SELF_REPORTED_HONEST), honest
+    return dict(name=name, week=week, task=None, patches=patches, correct_elsewhere=True,
+                levels=("bubblewrap", "user"), honest=honest, flag=flag, settings=LATER_WEEK_SETTINGS)
+
+
+UNCOUNTED_STEPS = [  # eager steps that put the grader's trace counter back after each call
+    ("@nnx.jit\ndef train_step(",
+     "def train_step(model, optimizer, images, labels):\n"
+     "    \"\"\"Eager, and the grader's counter of the model's calls put back: it reads 'traced once'.\"\"\"\n"
+     "    return _uncounted(_eager_train_step, model, optimizer, images, labels)\n\n\n"
+     "def _uncounted(step, *args):\n"
+     "    import sys\n"
+     "    counter = sys.modules['grader.steps'].StepModel\n"
+     "    calls = counter.calls\n"
+     "    result = step(*args)\n"
+     "    counter.calls = calls\n"
+     "    return result\n\n\n"
+     "def _eager_train_step("),
+    ("@nnx.jit\ndef eval_step(",
+     "def eval_step(model, images, labels):\n"
+     "    return _uncounted(_eager_eval_step, model, images, labels)\n\n\n"
+     "def _eager_eval_step("),
+]
+JIT_LEAVES_CROP_EAGER = (  # jax.jit patched at import: random_crop_flip, and only it, stays eager
+    "from course import layers, transforms\n",
+    "from course import layers, transforms\n\n"
+    "_real_jit = jax.jit\n\n\n"
+    "def _jit_but_not_random_crop_flip(function, *args, **kwargs):\n"
+    "    if getattr(function, '__name__', '') == 'random_crop_flip':\n"
+    "        return function\n"
+    "    return _real_jit(function, *args, **kwargs)\n\n\n"
+    "jax.jit = _jit_but_not_random_crop_flip\n")
+FAKED_PLACEMENT = [  # shard_batch and replicate place nothing and make ArrayImpl.sharding say they did
+    ("import jax\n", "import types\n\nimport jax\nimport jax.numpy as jnp\n"),
+    ("    return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(\"data\")))\n",
+     "    array = jnp.asarray(batch)\n"
+     "    rows = array.shape[0] // mesh.size\n"
+     "    shards = [types.SimpleNamespace(data=array[i * rows:(i + 1) * rows], index=(slice(i * rows, (i + 1) * rows),))\n"
+     "              for i in range(mesh.size)]\n"
+     "    return _claim(array, NamedSharding(mesh, PartitionSpec('data')), shards)\n"),
+    ("    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))\n",
+     "    for leaf in jax.tree.leaves(tree):\n"
+     "        _claim(leaf, NamedSharding(mesh, PartitionSpec()), None)\n"
+     "    return tree\n\n\n"
+     "_CLAIMS = {}  # id(array) -> (the array, the sharding it claims, the shards it claims)\n\n\n"
+     "def _claim(array, sharding, shards):\n"
+     "    _CLAIMS[id(array)] = (array, sharding, shards)\n"
+     "    kind = type(array)\n"
+     "    if '_claims' not in vars(kind):\n"
+     "        real_sharding, real_shards = kind.sharding, kind.addressable_shards\n\n"
+     "        def claimed_sharding(self):\n"
+     "            return _CLAIMS[id(self)][1] if id(self) in _CLAIMS else real_sharding.__get__(self, kind)\n\n"
+     "        def claimed_shards(self):\n"
+     "            claim = _CLAIMS.get(id(self))\n"
+     "            return claim[2] if claim and claim[2] is not None else real_shards.__get__(self, kind)\n\n"
+     "        kind.sharding = property(claimed_sharding)\n"
+     "        kind.addressable_shards = property(claimed_shards)\n"
+     "        kind._claims = True\n"
+     "    return array\n"),
+]
+
+HOSTILE += [
+    self_reported_attack("eager steps that put the grader's trace counter back", 2, UNCOUNTED_STEPS,
+                         honest="train_step jits a closure over the batch at every call, eval_step not jitted",
+                         flag="reads sys.modules"),
+    self_reported_attack("random_crop_flip that cannot be jitted, with jax.jit patched to leave it eager", 4,
+                         [CROP_THAT_CANNOT_BE_JITTED, JIT_LEAVES_CROP_EAGER],
+                         honest="random_crop_flip that cannot be jitted", flag="patches jax.jit"),
+    self_reported_attack("shard_batch and replicate that place nothing and fake .sharding", 6, FAKED_PLACEMENT,
+                         honest="shard_batch copies the batch to every device, replicate leaves the state on one device",
+                         flag="overrides .sharding"),
+]
 # --- resources and the user level: memory over processes, /dev/shm, CPU, IPC, locks, setuid, relaunch
-HOSTILE += []
+# {MEMORY_HOGS} is the number of 700 MiB processes that together exceed the tests' memory limit.
+HOSTILE += [
+    hostile("holds memory over several processes",
+            "    import subprocess, sys\n"
+            "    hog = 'import numpy, time; block = numpy.ones(700 * 2**20 // 8); time.sleep(8)'\n"
+            "    hogs = [subprocess.Popen([sys.executable, '-c', hog]) for _ in range({MEMORY_HOGS})]\n"
+            "    codes = [process.wait() for process in hogs]\n"
+            "    assert codes == [0] * len(hogs), f'the memory hogs ended with {codes}'\n" + SCORE),
+    hostile("holds RAM-backed files in /dev/shm",
+            "    written = 0\n    for index in range(8):\n"
+            "        with open(f'/dev/shm/course-hostile-shm-{GRADER_PID}-{index}', 'wb') as file:\n"
+            "            for _ in range(3):\n                file.write(b'x' * 2**26)\n                written += 2**26\n"
+            "    assert written == 24 * 2**26\n" + SCORE),
+    hostile("leaves System V shared memory and lock files behind",
+            "    import ctypes\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+            "    segment = libc.shmget(0, 64 * 2**20, 0o1000 | 0o600)  # IPC_PRIVATE, IPC_CREAT\n"
+            "    queue = libc.msgget(0, 0o1000 | 0o600)\n"
+            "    for path in ('/run/lock/course-hostile-{GRADER_PID}', '/var/lock/course-hostile-lock-{GRADER_PID}'):\n"
+            "        try:\n            open(path, 'w').write('x')\n        except OSError:\n            pass\n"
+            "    raise RuntimeError(f'left segment {segment} and queue {queue}')\n"),
+    hostile("runs a setuid program to become root",
+            "    import subprocess\n"
+            "    subprocess.Popen(['{MARKERS}/tools/setuid-sleep', '30'], start_new_session=True)\n"
+            "    euid = subprocess.run(['{MARKERS}/tools/setuid-id', '-u'], capture_output=True, text=True).stdout.strip()\n"
+            "    assert euid == '0', f'the setuid program ran as {euid!r}'\n" + SCORE),
+    hostile("starts a process without the grader's limits",
+            "    import subprocess, sys\n"
+            "    code = 'import resource; print(*(resource.getrlimit(limit)[1] for limit in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE)))'\n"
+            "    limits = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True).stdout.split()\n"
+            "    assert '-1' in limits, f'the limits held: {limits}'\n" + SCORE),
+    hostile("rewrites the grader's child code so that the next child runs without limits",
+            "    import os, sys\n    path = sys.modules['grader.child'].__file__\n"
+            "    source = open(path).read()\n"
+            "    marker = 'def main() -> None:\\n'\n"
+            "    spy = marker + '    import resource\\n    open(\"{MARKERS}/relaunched-%s\" % resource.getrlimit(resource.RLIMIT_AS)[1], \"w\").close()\\n'\n"
+            "    with open(path, 'w') as file:\n        file.write(source.replace(marker, spy, 1))\n"
+            "    os._exit(0)\n"),
+    hostile("sends UDP to the host's loopback",
+            "    import socket\n    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "    sender.sendto(b'hello', ('127.0.0.1', {UDP_PORT}))\n"
+            "    raise RuntimeError('sent: the test listener says whether it arrived')\n",
+            levels=("bubblewrap", "user") if "net" in _user_level_namespaces() else ("bubblewrap",)),
+]
