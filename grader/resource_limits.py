@@ -18,6 +18,7 @@ Used by `grader.sandbox` for every sandboxed child. Two mechanisms, the first th
 """
 
 import dataclasses
+import functools
 import itertools
 import os
 import signal
@@ -181,8 +182,10 @@ def _own_cgroups() -> dict[str, str]:
     return found
 
 
+@functools.cache
 def remove_abandoned_groups() -> None:
-    """Removes the control groups of graders that are gone (killed before they could clean up)."""
+    """Removes the control groups of graders that are gone (killed before they could clean up); once
+    per grading process, since a live grader removes its own."""
     own = _own_cgroups()
     parents = {CGROUP_ROOT / own.get("", "/").lstrip("/")}
     for controller in V1_CONTROLLERS:
