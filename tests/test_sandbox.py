@@ -936,7 +936,7 @@ def test_a_control_group_bounds_memory_and_processes_and_is_removed():
                              capture_output=True, timeout=60)
         assert hog.returncode == -9, hog
         forks = subprocess.run([sys.executable, "-c", f"import os, time; {join}\nmade = 0\ntry:\n"
-                                "    for _ in range(100):\n        if os.fork() == 0:\n            os.close(1)\n"
+                                "    for _ in range(100):\n        if os.fork() == 0:\n            os.close(1)\n            os.close(2)\n"
                                 "            time.sleep(30)\n            os._exit(0)\n        made += 1\n"
                                 "except OSError:\n    pass\nprint(made)"],
                                capture_output=True, text=True, timeout=60)
