@@ -53,11 +53,11 @@ def make_class(root: Path, out: Path) -> dict[str, tuple]:
         archive.writestr(f"student/{MODULE}", SOLUTION)
         archive.writestr("__MACOSX/._student", "")
     expected["correct_zip_with_wrapper"] = (FULL, None)
-    for index, name in enumerate(("mse summed instead of averaged", "sigmoid branches swapped", "standardize with ddof=1")):
+    # a few of the bugs and hostile cases of tests/grader_cases (test_grader and test_sandbox grade them all)
+    for index, name in enumerate(("mse summed instead of averaged", "standardize with ddof=1")):
         folder(f"partial_{index}", {MODULE: patched(BUGS[name], out)}, ("lost", BUGS[name]["task"]))
     folder("broken_syntax", {MODULE: SOLUTION.replace("def sigmoid(", "def sigmoid(:", 1)}, (PROBLEMS, "does not compile"))
-    for index, name in enumerate(("os._exit(0)", "writes the results file", "always-equal object", "infinite loop",
-                                  "reads the reference solutions", "sys.exit at import")):
+    for index, name in enumerate(("os._exit(0)", "writes the results file", "sys.exit at import")):
         case = HOSTILE[name]
         source = patched(case, out / f"hostile_{index}" / "results.json")
         folder(f"hostile_{index}", {MODULE: source}, ("lost", case["task"]) if case["correct_elsewhere"] else ("zero", None))

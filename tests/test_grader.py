@@ -2,8 +2,9 @@
 bugs that lose points exactly where they are, correct alternatives that keep full marks, and valid
 Gradescope and JUnit reports. Hostile submissions are in test_sandbox.py.
 
-The grading runs in child processes (one per week and case), two at a time; the reference
-evidence is computed once per test session.
+The grading runs in child processes (one per week and submission), two at a time; up to three
+bugs (or alternatives) of one week share a submission where their tasks are independent. The
+reference evidence is computed once per test session.
 """
 
 import dataclasses
@@ -61,6 +62,46 @@ def grade_cases(case_list, root: Path, settings, placeholders: dict | None = Non
         return dict(pool.map(one, case_list))
 
 
+def patched_source(week: int, patches) -> str | None:
+    """The week's solution with `patches` applied in order, or None where one's target is not found once."""
+    source = (REPO / "solutions" / f"{runner.WEEKS[week]}.py").read_text()
+    for old, new in patches:
+        if source.count(old) != 1:
+            return None
+        source = source.replace(old, new)
+    return source
+
+
+def combined(case_list, size: int, apart=()) -> list[list[dict]]:
+    """The cases put together into submissions, one grading each instead of one per case: at most
+    `size` cases of one week whose patches apply together; where cases name a task, in distinct
+    tasks of which no two lie in one set of `apart` (tasks whose checks run each other's code)."""
+    def fits(group, case):
+        tasks = {member.get("task") for member in group}
+        return (group[0]["week"] == case["week"] and len(group) < size
+                and (case.get("task") is None or case["task"] not in tasks)
+                and not any(case.get("task") in together and tasks & together for together in apart)
+                and patched_source(case["week"], [patch for member in [*group, case]
+                                                  for patch in member["patches"]]) is not None)
+
+    groups = []
+    for case in case_list:
+        group = next((group for group in groups if fits(group, case)), None)
+        if group is None:
+            groups.append([case])
+        else:
+            group.append(case)
+    return groups
+
+
+def grade_combined(groups: list[list[dict]], root: Path, settings) -> dict[str, runner.WeekReport]:
+    """Grades each group as one submission; maps every case's name to its group's report."""
+    merged = [dict(name=f"submission {index}", week=group[0]["week"],
+                   patches=[patch for case in group for patch in case["patches"]]) for index, group in enumerate(groups)]
+    reports = grade_cases(merged, root, settings)
+    return {case["name"]: reports[submission["name"]] for group, submission in zip(groups, merged) for case in group}
+
+
 def by_task(week_report) -> dict[str, list]:
     if isinstance(week_report, AssertionError):
         raise week_report
@@ -75,14 +116,20 @@ def solution_reports(settings) -> list[runner.WeekReport]:
     return runner.grade(sorted(runner.WEEKS), REPO / "solutions", settings)
 
 
+# Up to three bugs of one week, in independent tasks, share one submission (a third of the gradings).
+# Each bug's task must lose points; every task without a bug in that submission must keep them.
+BUG_SUBMISSIONS = combined(cases.BUGS, 3, cases.DEPENDENT_TASKS)
+BUGGED_TASKS = {case["name"]: {member["task"] for member in group} for group in BUG_SUBMISSIONS for case in group}
+
+
 @pytest.fixture(scope="session")
 def bug_reports(settings, tmp_path_factory):
-    return grade_cases(cases.BUGS, tmp_path_factory.mktemp("bugs"), settings)
+    return grade_combined(BUG_SUBMISSIONS, tmp_path_factory.mktemp("bugs"), settings)
 
 
 @pytest.fixture(scope="session")
 def alternative_reports(settings, tmp_path_factory):
-    return grade_cases(cases.ALTERNATIVES, tmp_path_factory.mktemp("alternatives"), settings)
+    return grade_combined(combined(cases.ALTERNATIVES, 3), tmp_path_factory.mktemp("alternatives"), settings)
 
 
 def test_solutions_score_full_marks(solution_reports):
@@ -119,7 +166,7 @@ def test_bug_loses_points_in_its_task_only(case, bug_reports):
     for result in lost_here:
         assert result.feedback, "lost points need feedback"
         assert result.status in ("partial", "failed", "error")
-    elsewhere = [(r.check.name, r.feedback) for task, results in tasks.items() if task != case["task"]
+    elsewhere = [(r.check.name, r.feedback) for task, results in tasks.items() if task not in BUGGED_TASKS[case["name"]]
                  for r in results if r.score < r.max_score]
     assert not elsewhere
 
@@ -127,6 +174,14 @@ def test_bug_loses_points_in_its_task_only(case, bug_reports):
 def test_bug_corpus_is_large_enough():
     assert len(cases.BUGS) >= 60
     assert len({case["task"] for case in cases.BUGS}) >= 30
+
+
+def test_bugs_share_a_submission_only_in_independent_tasks():
+    assert sorted(case["name"] for group in BUG_SUBMISSIONS for case in group) == sorted(c["name"] for c in cases.BUGS)
+    for group in BUG_SUBMISSIONS:
+        tasks = [case["task"] for case in group]
+        assert len(group) <= 3 and len(set(tasks)) == len(tasks) and len({case["week"] for case in group}) == 1
+        assert not any(len(together & set(tasks)) > 1 for together in cases.DEPENDENT_TASKS)
 
 
 @pytest.mark.parametrize("case", [case for case in cases.BUGS if "feedback" in case],
@@ -261,11 +316,13 @@ def test_cli_writes_gradescope_json_and_junit(settings, tmp_path, monkeypatch, c
 
 
 def test_reports_of_a_buggy_submission(bug_reports):
-    reports = [bug_reports["softmax normalised over the wrong axis"]]
+    name = "softmax normalised over the wrong axis"
+    reports = [bug_reports[name]]
     data = report.gradescope(reports, 1.0)
     validate_gradescope(data)
     failed = [test for test in data["tests"] if test["status"] == "failed"]
-    assert failed and all("2.5" in test["name"] for test in failed)
+    assert any(test["number"] == "2.5" for test in failed)
+    assert {test["number"] for test in failed} <= BUGGED_TASKS[name]  # the bugs graded in that submission
     suites = ET.fromstring(report.junit(reports))
     assert len(suites.findall(".//failure")) == len(failed)
     assert "softmax" in report.scorecard(reports)
