@@ -125,3 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, data.DataError, SettingsError, CheckpointError) as error:
         print(f"course {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except NotImplementedError as error:  # a stub the command reached: one line, not a traceback
+        from course.lessons import TASK_MESSAGE, LESSONS
+
+        task = TASK_MESSAGE.search(str(error))
+        if task is None or int(task["week"]) not in LESSONS:
+            raise
+        week = int(task["week"])
+        print(f"course {args.command}: Task {week}.{task['number']} ({task['function']}) is not written yet: "
+              f"fill it in in exercises/{LESSONS[week]}.py, then check it with `course grade week{week}`",
+              file=sys.stderr)
+        return 2

@@ -111,3 +111,33 @@ def test_a_second_course_train_compiles_nothing(tmp_path):
         entries.append(sorted(path.name for path in (tmp_path / "jax-compilation").iterdir()))
     assert entries[0] and entries[1] == entries[0]
     assert outputs[1] == outputs[0]
+
+
+def test_a_stub_a_command_reaches_is_one_line_naming_the_task(monkeypatch, capsys):
+    from course import cli
+
+    def stub(args):
+        raise NotImplementedError("Task 5.2 (pm1_targets): not attempted")
+
+    def other(args):
+        raise NotImplementedError("a library's own missing feature")
+
+    parser = cli.parser
+    for run, expected in ((stub, 2), (other, None)):
+        monkeypatch.setattr(cli, "parser", lambda run=run: _with_run(parser(), run))
+        if expected is None:
+            with pytest.raises(NotImplementedError, match="missing feature"):
+                main(["train", "lenet5"])
+            continue
+        assert main(["train", "lenet5"]) == expected
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == ["course train: Task 5.2 (pm1_targets) is not written yet: fill it in in "
+                         "exercises/week5_lenet.py, then check it with `course grade week5`"]
+
+
+def _with_run(built, run):
+    """`built`, the course's parser, with every subcommand's action replaced by `run`."""
+    for action in built._subparsers._group_actions:
+        for subparser in action.choices.values():
+            subparser.set_defaults(run=run)
+    return built
