@@ -123,6 +123,26 @@ def test_what_cannot_be_scanned_is_said_never_raised():
     assert len(many) == integrity.MAX_FLAGS + 1 and "30 more" in many[-1]
 
 
+def test_a_parser_failure_from_another_thread_is_retried_then_said(monkeypatch):
+    """CPython 3.11 fails ast.parse with SystemError ("AST constructor recursion depth mismatch")
+    when another thread builds an AST at the same moment; it happened in a grading beside another."""
+    real_parse, calls = integrity.ast.parse, []
+
+    def flaky(source, filename, failures):
+        calls.append(filename)
+        if len(calls) <= failures:
+            raise SystemError("AST constructor recursion depth mismatch (before=27, after=38)")
+        return real_parse(source, filename=filename)
+
+    code = b"exec('1')\n"
+    monkeypatch.setattr(integrity.ast, "parse", lambda source, filename: flaky(source, filename, 2))
+    assert integrity.scan(code, FILE) == [f"integrity: the code runs code built at run time (exec) at line 1 of {FILE}"]
+    assert len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(integrity.ast, "parse", lambda source, filename: flaky(source, filename, 100))
+    assert integrity.scan(code, FILE) == [f"integrity: {FILE} could not be scanned (Python's parser failed): review it by hand"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Self-reported parts: reported, never scored
 
