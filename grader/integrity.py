@@ -71,9 +71,9 @@ PARSING = threading.Lock()
 
 def _parse(source: bytes, filename: str, attempts: int = 5) -> ast.Module | None:
     """`ast.parse`, tried again where CPython 3.11 fails it with "AST constructor recursion depth
-    mismatch": that state is shared by every thread of the process, and any other thread building
-    an AST at the same moment (traceback's carets, pytest's assertion rewriting) trips it. None
-    where every attempt failed."""
+    mismatch": that state is shared by every thread of the process, so an AST built in another
+    thread at the same moment trips it (seen once in a grading beside another; the other thread
+    was not identified). None where every attempt failed."""
     for attempt in range(attempts):
         try:
             with PARSING:
