@@ -119,7 +119,7 @@ def judge_check(check: Check, week: int, got: dict | None, expected: dict | None
     # weight 0 is a part not judged this time; a check with nothing else to judge keeps its points
     score = round(check.points * earned / total, 4) if total else (0.0 if lost else float(check.points))
     if lost and all(part.not_attempted for part in lost) and earned == 0:
-        return Result(check, week, 0.0, "not attempted", [f"Task {check.task} ({check.function}): not attempted"])
+        return not_attempted(check, week, [part.detail for part in lost])
     claims = [f"{part.what}: reported {'yes' if part.passed else 'no'}" for part in reported]
     advice = [part for part in reported if not part.passed]
     advice_lines = [f"reported by your code, not scored: {part.what}" + (f": {part.detail}" if part.detail else "")
@@ -134,6 +134,14 @@ def judge_check(check: Check, week: int, got: dict | None, expected: dict | None
     return Result(check, week, score, "partial" if score > 0 else "failed", feedback, claims)
 
 
+def not_attempted(check: Check, week: int, reasons: list[str]) -> Result:
+    """0 points, "Task N.k (function): not attempted", then any reason given other than a stub's own
+    (say, a task handed to the course library's code for it)."""
+    said = [reason.removeprefix("NotImplementedError: ") for reason in reasons]
+    said = [reason for reason in dict.fromkeys(said) if reason and "not attempted" not in reason]
+    return Result(check, week, 0.0, "not attempted", [f"Task {check.task} ({check.function}): not attempted", *said])
+
+
 def _status_of_reason(reason: str) -> str:
     if "time limit" in reason or "timed out" in reason:
         return "timeout"
@@ -143,7 +151,7 @@ def _status_of_reason(reason: str) -> str:
 def _failed_probe(check: Check, week: int, got: dict, status: str) -> Result:
     message, where = ev.text(got, ev.MESSAGE), ev.text(got, ev.WHERE)
     if status == "not_attempted":
-        return Result(check, week, 0.0, "not attempted", [f"Task {check.task} ({check.function}): not attempted"])
+        return not_attempted(check, week, [message + (f" (at {where})" if where else "")])
     lines = [f"your code raised {message}" if status == "error" else message]
     if where:
         lines.append(f"at {where}")

@@ -1,11 +1,13 @@
 """Tools the probes use inside the child process: catching a student's error, stand-ins for the
-functions a task depends on, and rebuilding a student's model with the reference's layers.
+functions a task depends on, the course library's own answers withheld, and rebuilding a student's model with the reference's layers.
 
 Nothing here judges; it only gathers evidence. It runs next to the graded code, which may change it
 at will: that can only spoil the evidence of the graded week itself.
 """
 
 import contextlib
+import dataclasses
+import importlib
 import json
 import os
 import traceback
@@ -84,6 +86,33 @@ def stand_ins(module, replacements: dict):
 # Set by the child for the hidden checks: every probe input drawn with `rng` or `normal` then comes
 # from this seed as well, one that no student release contains (see grader.runner.hidden_seed).
 HIDDEN_SEED: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LibraryAnswer:
+    """A function of the course library that answers a graded task: `module.name` does the work of
+    `task` (e.g. "2.10 (train_step)"); `builds` when it returns that answer (a step builder)."""
+
+    module: str
+    name: str
+    task: str
+    builds: bool = False
+
+
+def withhold(answers) -> None:
+    """Replaces each of the course library's own answers, for the graded code, by one that raises
+    NotImplementedError when used: a task handed to it is graded as not attempted and told why. A
+    builder still builds (a module that builds its step at import stays importable); its step raises.
+    The grader's probes bound what they use of the library by name before this."""
+    for answer in answers:
+        message = (f"Task {answer.task} hands its work to {answer.module}.{answer.name}, "
+                   "the course's own code for it: write it yourself")
+
+        def refuse(*args, _message=message, **kwargs):
+            raise NotImplementedError(_message)
+
+        stand_in = (lambda *args, _refuse=refuse, **kwargs: _refuse) if answer.builds else refuse
+        setattr(importlib.import_module(answer.module), answer.name, stand_in)
 
 
 def rng(seed: int) -> np.random.Generator:

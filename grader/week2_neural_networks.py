@@ -8,7 +8,7 @@ import optax
 
 from grader import models, steps
 from grader.checks import Check, all_of, finite, hidden, jit_agrees, same, values
-from grader.probing import attempt, block, normal, rng, stand_ins
+from grader.probing import LibraryAnswer, attempt, block, normal, rng, stand_ins
 
 MLP = models.ModelSpec("MLP", "2.8", "2.9", input_shape=(28, 28, 1),
                        other_kwargs={"hidden": (32, 16), "num_classes": 7, "dropout_rate": 0.3})
@@ -108,6 +108,10 @@ def probe_eval_step(week, given):
     with stand_ins(week, STEP_STAND_INS):
         return steps.probe_eval_step(week.eval_step)
 
+
+# The course library builds week 5's steps; for this week's tasks it is withheld (grader.probing.withhold).
+LIBRARY_ANSWERS = (LibraryAnswer("course.steps", "make_train_step", "2.10 (train_step)", builds=True),
+                   LibraryAnswer("course.steps", "make_eval_step", "2.11 (eval_step)", builds=True))
 
 PROBES = {
     "perceptron_step": probe_perceptron_step,

@@ -6,7 +6,7 @@ import numpy as np
 
 from grader import models, steps
 from grader.checks import Check, all_of, hidden, same
-from grader.probing import attempt, block, normal
+from grader.probing import LibraryAnswer, attempt, block, normal
 
 SMALL = 99  # a small input whose last feature map is 2x2 (67, the smallest AlexNet accepts, leaves 1x1)
 # final_map_size for the sizes the probes use (a table, so that __init__ is graded on its own).
@@ -27,6 +27,11 @@ def probe_resize_227(week, given):
 def probe_final_map_size(week, given):
     return {f"size_{size}": attempt(lambda size=size: int(week.final_map_size(size))) for size in (67, 99, 131, 227, 300)}
 
+
+# The training loop places batches and state itself; for this week's tasks that is withheld
+# (grader.probing.withhold).
+LIBRARY_ANSWERS = (LibraryAnswer("course.train", "shard_batch", "6.5 (shard_batch)"),
+                   LibraryAnswer("course.train", "replicate", "6.6 (replicate)"))
 
 PROBES = {
     "resize_227": probe_resize_227,

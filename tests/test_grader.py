@@ -118,7 +118,7 @@ def solution_reports(settings) -> list[runner.WeekReport]:
 
 # Up to three bugs of one week, in independent tasks, share one submission (a third of the gradings).
 # Each bug's task must lose points; every task without a bug in that submission must keep them.
-BUG_SUBMISSIONS = combined(cases.BUGS, 3, cases.DEPENDENT_TASKS)
+BUG_SUBMISSIONS = combined(cases.BUGS + cases.DELEGATING, 3, cases.DEPENDENT_TASKS)
 BUGGED_TASKS = {case["name"]: {member["task"] for member in group} for group in BUG_SUBMISSIONS for case in group}
 
 
@@ -171,13 +171,27 @@ def test_bug_loses_points_in_its_task_only(case, bug_reports):
     assert not elsewhere
 
 
+@pytest.mark.parametrize("case", cases.DELEGATING, ids=[case["name"] for case in cases.DELEGATING])
+def test_a_task_handed_to_the_course_library_is_not_attempted(case, bug_reports):
+    """The library's own train and eval steps (week 5's) and the training loop's placement do not
+    earn the week 2 and week 6 tasks they would answer: 0 points, and the reason."""
+    tasks = by_task(bug_reports[case["name"]])
+    for result in tasks[case["task"]]:
+        assert result.score == 0 and result.status == "not attempted", (result.check.name, result.feedback)
+        assert any(case["feedback"] in line and "write it yourself" in line for line in result.feedback)
+    elsewhere = [(r.check.name, r.feedback) for task, results in tasks.items() if task not in BUGGED_TASKS[case["name"]]
+                 for r in results if r.score < r.max_score]
+    assert not elsewhere
+
+
 def test_bug_corpus_is_large_enough():
     assert len(cases.BUGS) >= 60
     assert len({case["task"] for case in cases.BUGS}) >= 30
 
 
 def test_bugs_share_a_submission_only_in_independent_tasks():
-    assert sorted(case["name"] for group in BUG_SUBMISSIONS for case in group) == sorted(c["name"] for c in cases.BUGS)
+    assert sorted(case["name"] for group in BUG_SUBMISSIONS for case in group) == sorted(
+        case["name"] for case in cases.BUGS + cases.DELEGATING)
     for group in BUG_SUBMISSIONS:
         tasks = [case["task"] for case in group]
         assert len(group) <= 3 and len(set(tasks)) == len(tasks) and len({case["week"] for case in group}) == 1
@@ -479,3 +493,15 @@ def test_the_jit_part_is_reported_not_scored_and_only_when_the_eager_result_is_r
     assert checks.judge_check(alone, 9, record(3.0, 5.0), expected, "").feedback == []  # a value bug is not a jit bug
     assert checks.judge_check(with_values, 9, record(3.0, 3.0), expected, "").score == 0  # and earns nothing
     assert checks.judge_check(with_values, 9, record(1.0, 5.0), expected, "").score == 2
+
+
+def test_not_attempted_says_a_reason_other_than_the_stubs_own():
+    from grader import checks
+
+    check = checks.Check("f: values", "9.1", "f", 2, "f", checks.values("out"))
+    stub = "NotImplementedError: Task 9.1 (f): not attempted"
+    reason = "NotImplementedError: Task 9.1 (f) hands its work to course.x.f, the course's own code for it"
+    assert checks.not_attempted(check, 9, [stub]).feedback == ["Task 9.1 (f): not attempted"]
+    told = checks.not_attempted(check, 9, [stub, reason, reason])
+    assert told.score == 0 and told.status == "not attempted"
+    assert told.feedback == ["Task 9.1 (f): not attempted", reason.removeprefix("NotImplementedError: ")]
