@@ -8,7 +8,7 @@
 import argparse
 import sys
 
-from course import data
+from course import data, registry
 from course.train import CheckpointError, SettingsError
 
 
@@ -17,9 +17,9 @@ class CommandError(Exception):
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from course import registry, train
+    from course import train
 
-    recipes = registry.recipes()
+    recipes = registry.recipes(args.target)
     if args.model not in recipes:
         raise CommandError(f"unknown model {args.model!r}; valid models: {', '.join(sorted(recipes))}")
     recipe = recipes[args.model]
@@ -102,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
                        help="bf16: matrix products, convolutions and activations in bfloat16; outputs, "
                             "parameters and optimizer state in float32 (for GPUs and TPUs; default: float32)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.add_argument("--target", help=registry.TARGET_HELP)
     train.set_defaults(run=train_command)
 
     data_parser = commands.add_parser("data", help="fetch datasets into the data folder")
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, data.DataError, SettingsError, CheckpointError) as error:
+    except (CommandError, data.DataError, SettingsError, CheckpointError, registry.TargetError) as error:
         print(f"course {args.command}: error: {error}", file=sys.stderr)
         return 2
     except NotImplementedError as error:  # a stub the command reached: one line, not a traceback
@@ -131,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         task = TASK_MESSAGE.search(str(error))
         if task is None or int(task["week"]) not in LESSONS:
             raise
-        week = int(task["week"])
+        week, folder = int(task["week"]), getattr(args, "target", None) or "exercises"
         print(f"course {args.command}: Task {week}.{task['number']} ({task['function']}) is not written yet: "
-              f"fill it in in exercises/{LESSONS[week]}.py, then check it with `course grade week{week}`",
+              f"fill it in in {folder.rstrip('/')}/{LESSONS[week]}.py, then check it with "
+              f"`course grade week{week}`" + ("" if folder == "exercises" else f" --target {folder}"),
               file=sys.stderr)
         return 2

@@ -445,13 +445,14 @@ def main_eval(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", help="the test split to use (default: the one the checkpoint records)")
     parser.add_argument("--data-dir", help="folder holding the datasets' files (default: $COURSE_DATA_DIR)")
     parser.add_argument("--model", help="model name, when the checkpoint does not record it")
+    parser.add_argument("--target", help=registry.TARGET_HELP)
     parser.add_argument("--max-examples", type=int,
                         help="evaluate N test images only, a fixed random subset (test splits may be sorted by class)")
     args = parser.parse_args(argv)
     try:
         folder = checkpoint_folder(args.run)
         settings = train.read_checkpoint_info(folder)["settings"]
-        recipes = registry.recipes()
+        recipes = registry.recipes(args.target)
         model_name = args.model or settings.get("model_name")
         if model_name not in recipes:
             raise PortError(f"{folder} records model {model_name!r}, which is none of {', '.join(sorted(recipes))}; "
@@ -467,9 +468,11 @@ def main_eval(argv: list[str] | None = None) -> int:
         except train.CheckpointError:
             raise  # a damaged file: its message names it
         except Exception as error:  # orbax reports a structure mismatch deep inside
-            raise PortError(f"{folder} does not hold a {model_name!r} model ({first_line(error)})") from None
+            raise PortError(f"{folder} does not hold a {model_name!r} model of {registry.package(args.target)}/ "
+                            f"({first_line(error)}); trained from other code? pass the --target it was trained "
+                            "with") from None
         images, labels = data.load(dataset, "test", data_dir=args.data_dir)
-    except (PortError, data.DataError, train.CheckpointError) as error:
+    except (PortError, data.DataError, train.CheckpointError, registry.TargetError) as error:
         print(f"course eval: error: {error}", file=sys.stderr)
         return 2
     if args.max_examples and args.max_examples < len(labels):

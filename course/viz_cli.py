@@ -49,11 +49,12 @@ def find_checkpoint(path) -> Path:
                    "nor in its checkpoint/best")
 
 
-def load_checkpoint(path, model_name: str | None = None):
+def load_checkpoint(path, model_name: str | None = None, target: str | None = None):
     """The trained model of a `course train` checkpoint.
 
     Returns (model, recipe, settings): the model with the checkpoint's weights, its `Recipe`, and the
-    run's settings dict (model_name, dataset, ...). `model_name` overrides the one in info.json.
+    run's settings dict (model_name, dataset, ...). `model_name` overrides the one in info.json;
+    `target` says whose model code to build (`course.registry.package`).
     Raises VizError when the folder is no checkpoint, names no course model, or holds other weights.
     """
     folder = find_checkpoint(path)
@@ -62,7 +63,7 @@ def load_checkpoint(path, model_name: str | None = None):
         settings["model_name"], settings["dataset"]
     except (ValueError, KeyError, TypeError) as error:
         raise VizError(f"{folder / 'info.json'} is not the info file of a `course train` checkpoint ({error})")
-    recipes = registry.recipes()
+    recipes = registry.recipes(target)
     name = model_name or settings["model_name"]
     if name not in recipes:
         raise VizError(f"{folder} holds a model named {name!r}, which is not a course model; pass --model, "
@@ -74,7 +75,8 @@ def load_checkpoint(path, model_name: str | None = None):
         train.restore_checkpoint(folder, model)
     except Exception as error:  # orbax raises many types for a tree that does not fit  # noqa: BLE001
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise VizError(f"{folder} does not hold the weights of a {name!r} model ({reason[:200]})") from None
+        raise VizError(f"{folder} does not hold the weights of a {name!r} model of {registry.package(target)}/ "
+                       f"({reason[:200]}); trained from other code? pass the --target it was trained with") from None
     settings["model_name"] = name
     return model, recipe, settings
 
@@ -184,9 +186,9 @@ def write(figure, out: str, name: str) -> int:
 # Commands
 
 
-def fixed_kernels(which: str):
+def fixed_kernels(which: str, target: str | None = None):
     """(kernels (K, KH, KW), titles) of the week-3 hand-made filters: the four 4x4 ones or Sobel."""
-    week3 = registry.week_module("week3_convolutions")
+    week3 = registry.week_module("week3_convolutions", target)
     if which == "sobel":
         return np.stack(week3.sobel_kernels()), ["Sobel x", "Sobel y"]
     return np.asarray(week3.four_filters()), [f"filter {index}" for index in range(1, 5)]
@@ -194,9 +196,9 @@ def fixed_kernels(which: str):
 
 def filters_command(args) -> int:
     if args.fixed:
-        kernels, titles = fixed_kernels(args.fixed)
+        kernels, titles = fixed_kernels(args.fixed, args.target)
         return write(viz.plot_kernels(list(kernels), titles), args.out, f"filters_{args.fixed}.png")
-    model, _, settings = load_checkpoint(args.checkpoint, args.model)
+    model, _, settings = load_checkpoint(args.checkpoint, args.model, args.target)
     layer, kernels = viz.first_conv_kernels(model)
     title = f"{settings['model_name']} {layer}"
     return write(viz.plot_learned_filters(kernels, title, args.max_filters), args.out, "filters.png")
@@ -216,14 +218,14 @@ def fixed_image(args) -> tuple[np.ndarray, str]:
 
 def feature_maps_command(args) -> int:
     if args.fixed:
-        week3 = registry.week_module("week3_convolutions")
+        week3 = registry.week_module("week3_convolutions", args.target)
         image, description = fixed_image(args)
-        kernels, _ = fixed_kernels(args.fixed)
+        kernels, _ = fixed_kernels(args.fixed, args.target)
         maps = {title: np.asarray(value) for title, value in zip(
             ("conv", "ReLU", "max-pool 2x2/2"), week3.feature_maps(jnp.asarray(image), jnp.asarray(kernels)).values())}
         figure = viz.plot_feature_maps(image, maps, f"the fixed {args.fixed!r} filters on {description}")
         return write(figure, args.out, f"feature_maps_{args.fixed}.png")
-    model, recipe, settings = load_checkpoint(args.checkpoint, args.model)
+    model, recipe, settings = load_checkpoint(args.checkpoint, args.model, args.target)
     dataset = checkpoint_dataset(args, settings)
     args.image = args.image or "0"
     image, _, description = dataset_image(args, dataset)
@@ -246,7 +248,7 @@ def step_records(checkpoint) -> dict | None:
 
 
 def dashboard_command(args) -> int:
-    model, recipe, settings = load_checkpoint(args.checkpoint, args.model)
+    model, recipe, settings = load_checkpoint(args.checkpoint, args.model, args.target)
     dataset = checkpoint_dataset(args, settings)
     image, label, _ = dataset_image(args, dataset)
     images, labels = data.load(dataset, "test", data_dir=args.data_dir)
@@ -268,7 +270,7 @@ def dashboard_command(args) -> int:
 
 def test_predictions(args, start: int = 0, count: int | None = None):
     """(dataset, test images, labels, the checkpoint's predictions) for test images start..start+count."""
-    model, recipe, settings = load_checkpoint(args.checkpoint, args.model)
+    model, recipe, settings = load_checkpoint(args.checkpoint, args.model, args.target)
     dataset = checkpoint_dataset(args, settings)
     images, labels = data.load(dataset, "test", data_dir=args.data_dir)
     if not 0 <= start < len(labels):
@@ -298,7 +300,7 @@ def confusion_command(args) -> int:
 def channels_command(args) -> int:
     dataset = args.dataset or "cifar10"
     if args.checkpoint:
-        dataset = checkpoint_dataset(args, load_checkpoint(args.checkpoint, args.model)[2])
+        dataset = checkpoint_dataset(args, load_checkpoint(args.checkpoint, args.model, args.target)[2])
     image, label, description = dataset_image(args, dataset)
     title = description + ("" if label is None else f" ({data.class_names(dataset)[label]})")
     return write(viz.plot_channels(image, title), args.out, "channels.png")
@@ -319,6 +321,7 @@ def parser() -> argparse.ArgumentParser:
         elif checkpoint == "optional":
             sub.add_argument("--checkpoint", help="a `course train --out` folder or its checkpoint/best")
         sub.add_argument("--model", help="the model name, when the checkpoint's info.json lacks a course model")
+        sub.add_argument("--target", help=registry.TARGET_HELP)
         sub.add_argument("--out", default="figures", help="folder for the PNG files (default: figures)")
         sub.add_argument("--data-dir", help="folder holding the datasets (default: $COURSE_DATA_DIR)")
         sub.add_argument("--dataset", help="the dataset of --image indices (default: the checkpoint's; "
@@ -378,6 +381,6 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.run(args)
-    except (VizError, data.DataError) as error:
+    except (VizError, data.DataError, registry.TargetError) as error:
         print(f"course viz {args.command}: error: {error}", file=sys.stderr)
         return 2

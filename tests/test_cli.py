@@ -131,3 +131,43 @@ def test_a_stub_a_command_reaches_is_one_line_naming_the_task(monkeypatch, capsy
     monkeypatch.setattr(cli, "train_command", missing_feature)
     with pytest.raises(NotImplementedError, match="missing feature"):  # not a stub: the traceback stays
         main(["train", "lenet5"])
+
+
+@pytest.fixture
+def alternative_mlp(tmp_path):
+    """A folder holding a correct week 2 whose MLP the grader accepts under other names (a list of
+    dropouts, `blocks`, `head`); imported as `course_target` and forgotten after the test."""
+    from tests.grader_cases import cases
+
+    case = next(case for case in cases.ALTERNATIVES if case["name"].startswith("MLP with other attribute names"))
+    source = (REPO / "solutions" / "week2_neural_networks.py").read_text()
+    for old, new in case["patches"]:
+        source = source.replace(old, new)
+    folder = tmp_path / "my_work"
+    folder.mkdir()
+    (folder / "week2_neural_networks.py").write_text(source)
+    yield folder
+    for name in [name for name in sys.modules if name.split(".")[0] == "course_target"]:
+        del sys.modules[name]
+
+
+def test_train_eval_and_viz_run_the_targets_own_model(alternative_mlp, tmp_path, capsys):
+    out, figures, target = tmp_path / "run", tmp_path / "figures", str(alternative_mlp)
+    assert main(["train", "mlp", "--target", target, "--dataset", "shapes_gray", "--epochs", "1", "--batch-size",
+                 "50", "--max-train-examples", "1000", "--out", str(out), "--quiet"]) == 0
+    assert "mlp on shapes_gray: test accuracy" in capsys.readouterr().out
+    assert main(["eval", str(out), "--target", target, "--max-examples", "200"]) == 0
+    assert "mlp on shapes_gray test (200 images): accuracy" in capsys.readouterr().out
+    assert main(["viz", "predictions", "--checkpoint", str(out), "--target", target, "--out", str(figures)]) == 0
+    assert (figures / "predictions.png").stat().st_size > 10_000
+    capsys.readouterr()
+    # the reference's MLP has other names: the checkpoint does not fit it, and the message says what to pass
+    assert main(["eval", str(out), "--target", "solutions", "--max-examples", "200"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "pass the --target it was trained with" in error
+
+
+def test_a_target_that_holds_no_week_module_is_refused(tmp_path, capsys):
+    assert main(["train", "mlp", "--target", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "nor a folder holding week modules" in error
