@@ -37,10 +37,7 @@ def package(target: str | None = None) -> str:
         return default_package()
     if target in PACKAGES:
         return target
-    folder = Path(target).expanduser().resolve()
-    if not folder.is_dir() or not any((folder / f"{name}.py").is_file() for name in WEEK_MODULES):
-        raise TargetError(f"target {target!r} is neither {' nor '.join(PACKAGES)} nor a folder holding week "
-                          f"modules ({WEEK_MODULES[0]}.py, ...)")
+    folder = target_folder(target)
     loaded = sys.modules.get(FOLDER_PACKAGE)
     if loaded is not None and list(loaded.__path__) != [str(folder)]:
         raise TargetError(f"this process already imported week modules from {loaded.__path__[0]}, not {folder}")
@@ -50,6 +47,15 @@ def package(target: str | None = None) -> str:
         module.__path__ = [str(folder)]
         sys.modules[FOLDER_PACKAGE] = module
     return FOLDER_PACKAGE
+
+
+def target_folder(target: str) -> Path:
+    """The folder `target` names, if it holds week modules; else TargetError, which says what a target is."""
+    folder = Path(target).expanduser().resolve()
+    if not folder.is_dir() or not any((folder / f"{name}.py").is_file() for name in WEEK_MODULES):
+        raise TargetError(f"target {target!r} is neither {' nor '.join(PACKAGES)} nor a folder holding week "
+                          f"modules ({WEEK_MODULES[0]}.py, ...)")
+    return folder
 
 
 def week_module(module_name: str, target: str | None = None):

@@ -1,6 +1,8 @@
-"""Shared fixtures: the real data folder (../shared/data on development and CI machines)."""
+"""Shared fixtures: the real data folder (../shared/data on development and CI machines), a correct
+alternative week module as a target folder."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,21 @@ def run_on_cpu_devices(script: str, count: int, timeout: float = 300) -> str:
 
 def run_on_eight_cpu_devices(script: str) -> str:
     return run_on_cpu_devices(script, 8)
+
+
+@pytest.fixture
+def alternative_mlp(tmp_path):
+    """A folder holding a correct week 2 whose MLP the grader accepts under other names (a list of
+    dropouts, `blocks`, `head`); imported as `course_target` and forgotten after the test."""
+    from tests.grader_cases import cases
+
+    case = next(case for case in cases.ALTERNATIVES if case["name"].startswith("MLP with other attribute names"))
+    source = (Path(__file__).resolve().parent.parent / "solutions" / "week2_neural_networks.py").read_text()
+    for old, new in case["patches"]:
+        source = source.replace(old, new)
+    folder = tmp_path / "my_work"
+    folder.mkdir()
+    (folder / "week2_neural_networks.py").write_text(source)
+    yield folder
+    for name in [name for name in sys.modules if name.split(".")[0] == "course_target"]:
+        del sys.modules[name]

@@ -133,24 +133,6 @@ def test_a_stub_a_command_reaches_is_one_line_naming_the_task(monkeypatch, capsy
         main(["train", "lenet5"])
 
 
-@pytest.fixture
-def alternative_mlp(tmp_path):
-    """A folder holding a correct week 2 whose MLP the grader accepts under other names (a list of
-    dropouts, `blocks`, `head`); imported as `course_target` and forgotten after the test."""
-    from tests.grader_cases import cases
-
-    case = next(case for case in cases.ALTERNATIVES if case["name"].startswith("MLP with other attribute names"))
-    source = (REPO / "solutions" / "week2_neural_networks.py").read_text()
-    for old, new in case["patches"]:
-        source = source.replace(old, new)
-    folder = tmp_path / "my_work"
-    folder.mkdir()
-    (folder / "week2_neural_networks.py").write_text(source)
-    yield folder
-    for name in [name for name in sys.modules if name.split(".")[0] == "course_target"]:
-        del sys.modules[name]
-
-
 def test_train_eval_and_viz_run_the_targets_own_model(alternative_mlp, tmp_path, capsys):
     out, figures, target = tmp_path / "run", tmp_path / "figures", str(alternative_mlp)
     assert main(["train", "mlp", "--target", target, "--dataset", "shapes_gray", "--epochs", "1", "--batch-size",

@@ -87,7 +87,7 @@ def test_fill_in_message_names_function_file_and_task():
 
 def test_target_must_be_exercises_or_solutions(monkeypatch):
     monkeypatch.setenv(lessons.TARGET_VARIABLE, "answers")
-    with pytest.raises(lessons.LessonError, match="exercises, solutions"):
+    with pytest.raises(lessons.LessonError, match="exercises, solutions or a folder of week modules"):
         lessons.target()
     monkeypatch.delenv(lessons.TARGET_VARIABLE)
     assert lessons.target() == "exercises"
@@ -108,3 +108,13 @@ def test_command_lists_and_writes_notebooks(tmp_path, capsys):
 def test_command_rejects_an_unknown_lesson(tmp_path, capsys):
     assert build.main(["week9", "--out", str(tmp_path)]) == 2
     assert "unknown lesson 'week9'" in capsys.readouterr().err
+
+
+def test_a_lesson_runs_the_students_own_structure(alternative_mlp):
+    """Lesson 2 with a correct MLP the grader accepts under other names (`blocks`, `head`, a list of
+    dropouts): the lesson uses the model's own `__call__` and its state, never the reference's names."""
+    notebook, error = run_lesson("week2_neural_networks", str(alternative_mlp))
+    assert error is None, f"the lesson failed:\n{error}"
+    text = "".join(output.get("text", "") for output in outputs(notebook, "stream"))
+    assert f"Running {alternative_mlp}/week2_neural_networks.py" in text
+    assert "largest parameter change" in text

@@ -48,11 +48,24 @@ class LessonError(ValueError):
 
 
 def target() -> str:
-    """Which implementation the lessons run: "exercises" (default) or "solutions" ($COURSE_LESSON_TARGET)."""
+    """Whose code the lessons run ($COURSE_LESSON_TARGET): "exercises" (default), "solutions", or a
+    folder of week modules (as `course train --target`)."""
     chosen = os.environ.get(TARGET_VARIABLE, "exercises").strip() or "exercises"
-    if chosen not in TARGETS:
-        raise LessonError(f"{TARGET_VARIABLE} must be one of {', '.join(TARGETS)}, got {chosen!r}")
+    check_target(chosen, TARGET_VARIABLE)
     return chosen
+
+
+def check_target(chosen: str, what: str) -> None:
+    """Raises LessonError unless `chosen` is one of TARGETS or a folder holding week modules."""
+    from course import registry
+
+    if chosen in TARGETS:
+        return
+    try:
+        registry.target_folder(chosen)
+    except registry.TargetError:
+        raise LessonError(f"{what} must be one of {', '.join(TARGETS)} or a folder of week modules, "
+                          f"got {chosen!r}") from None
 
 
 def full_data() -> bool:
@@ -69,7 +82,9 @@ def load_week(module_name: str) -> types.ModuleType:
     if module_name not in LESSONS.values():
         raise LessonError(f"unknown week module {module_name!r}; valid: {', '.join(LESSONS.values())}")
     install_fill_in_handler()
-    module = importlib.import_module(f"{target()}.{module_name}")
+    from course import registry
+
+    module = importlib.import_module(f"{registry.package(target())}.{module_name}")
     data_note = "the real datasets" if full_data() else f"small synthetic data (set {FULL_VARIABLE}=1 for the real datasets)"
     other = "solutions" if target() == "exercises" else "exercises"
     print(f"Running {target()}/{module_name}.py on {data_note}.\n"

@@ -68,8 +68,9 @@ def execute(notebook, *, target: str = "solutions", full: bool = False, timeout:
     """
     import nbclient
 
+    lessons.check_target(target, "target")
     if target not in lessons.TARGETS:
-        raise lessons.LessonError(f"target must be one of {', '.join(lessons.TARGETS)}, got {target!r}")
+        target = str(Path(target).resolve())  # the kernel starts in the repository root
     env = {**os.environ, lessons.TARGET_VARIABLE: target, lessons.FULL_VARIABLE: "1" if full else "0",
            "MPLBACKEND": "Agg"}
     client = nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
@@ -93,8 +94,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("weeks", nargs="*", metavar="WEEK", help="lessons to write, e.g. 3 or week3 (default: all)")
     top.add_argument("--out", default=DEFAULT_OUT, help=f"folder for the .ipynb files (default: {DEFAULT_OUT}/)")
     top.add_argument("--execute", action="store_true", help="run each notebook and keep its outputs")
-    top.add_argument("--target", choices=lessons.TARGETS, default=None,
-                     help=f"with --execute: run exercises/ or solutions/ (default: ${lessons.TARGET_VARIABLE} or exercises)")
+    top.add_argument("--target", default=None,
+                     help=f"with --execute: run exercises/, solutions/ or a folder of week modules "
+                          f"(default: ${lessons.TARGET_VARIABLE} or exercises)")
     top.add_argument("--full", action="store_true", help="with --execute: use the real datasets ($COURSE_DATA_DIR)")
     top.add_argument("--open", action="store_true", help="open the notebooks in Jupyter afterwards")
     top.add_argument("--list", action="store_true", help="only list the lessons")
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         names = select(args.weeks)
         target = args.target or lessons.target()
+        lessons.check_target(target, "--target")
     except lessons.LessonError as error:
         print(f"course lessons: error: {error}", file=sys.stderr)
         return 2

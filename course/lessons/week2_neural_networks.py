@@ -257,13 +257,24 @@ small_images = jax.random.normal(image_key, (16, 28, 28, 1))
 small_labels = jax.random.randint(label_key, (16,), 0, 10)
 small_model = TraceCountingMLP(hidden=(32,), rngs=nnx.Rngs(0))
 small_optimizer = nnx.Optimizer(small_model, optax.adam(1e-3), wrt=nnx.Param)
+
+
+def parameter_values(model):
+    return [np.asarray(value) for value in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def dropout_draws(model):  # every random stream's counter, wherever your MLP keeps its dropout
+    return sum(int(count) for count in jax.tree.leaves(nnx.state(model, nnx.RngCount)))
+
+
 small_model.train()
 for images_in_batch in (16, 16, 16, 8):
-    bias_before = small_model.output_layer.bias[...]
+    before = parameter_values(small_model)
     metrics = week.train_step(small_model, small_optimizer, small_images[:images_in_batch], small_labels[:images_in_batch])
+    change = max(float(np.max(np.abs(new - old))) for new, old in zip(parameter_values(small_model), before))
     print(f"train_step on {images_in_batch} images: loss {float(metrics['loss']):.3f}, "
-          f"optimizer step {int(small_optimizer.step[...])}, dropout draws {int(small_model.dropout.rngs.count[...])}, "
-          f"largest bias change {float(jnp.max(jnp.abs(small_model.output_layer.bias[...] - bias_before))):.4f}")
+          f"optimizer step {int(small_optimizer.step[...])}, dropout draws {dropout_draws(small_model)}, "
+          f"largest parameter change {change:.4f}")
 small_model.eval()
 metrics = week.eval_step(small_model, small_images, small_labels)
 print(f"eval_step on 16 images: loss {float(metrics['loss']):.3f}")
