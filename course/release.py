@@ -54,13 +54,48 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 '''
 
-README_PREFACE = """# Student release
+STUDENT_README = """# Deep Into CNN: your copy of the course
 
-This copy of the course has no reference solutions. `course grade` compares your code with the
-reference evidence recorded in `reference_evidence/` (inputs, reference parameters and the expected
-outputs of every check): it works offline and gives the score the instructor's grader gives.
-`course train MODEL` trains your own model from `exercises/`; `course publish` is not available.
+Six weeks of deep learning in JAX and Flax: regression, neural networks, convolutions, a simple CNN
+on CIFAR-10, LeNet-5 on MNIST, AlexNet. You write the exercises in `exercises/`; each task is
+marked `# TASK N.k: what to compute` and raises "not attempted" until you fill it in. The lessons
+(`course lessons`) explain each week and run your code.
 
+This copy has no reference solutions. `course grade` compares your code with the reference
+evidence recorded in `reference_evidence/` (inputs, reference parameters and expected outputs): it
+works offline and gives the score the instructor's grader gives, less the hidden checks. Your code
+runs in a sandbox while it is graded.
+
+## Start
+
+```bash
+python3 -m venv .venv
+. .venv/bin/activate
+pip install -e .
+course grade week1                                     # one week's scorecard: what to fix, task by task
+course grade                                           # every week of this release
+course train mlp --dataset shapes_gray --epochs 2 --out runs/mlp   # your week 2 MLP, a minute on a laptop
+course eval runs/mlp                                   # its test accuracy, per class
+course viz predictions --checkpoint runs/mlp --out figures         # test images, predicted and true
+course lessons 2                                       # the week 2 lesson as notebooks/week2_neural_networks.ipynb
+```
+
+A command that reaches a task you have not written says so in one line ("Task 2.10 (train_step)
+is not written yet: fill it in in exercises/week2_neural_networks.py"). Every command takes
+`--help`.
+
+## The real datasets
+
+`shapes_gray` is a small synthetic dataset. The course trains on MNIST, Fashion-MNIST and CIFAR-10:
+`course data download mnist --data-dir ~/data` (or set `COURSE_DATA_DIR` to a folder that holds
+them), then, for example, `course train lenet5 --out runs/lenet5` and
+`course viz filters --checkpoint runs/lenet5 --out figures`. `course lessons 3 --execute` runs a
+lesson with your code and keeps its outputs; `COURSE_LESSON_FULL=1` gives it the real data.
+
+## Submitting
+
+Upload your week modules (`exercises/week1_regression.py`, ...) as your instructor asks (on
+Gradescope: the files, or a zip of them). The grader reads only those files.
 """
 
 
@@ -181,8 +216,7 @@ def copy_sources(out: Path, exercises: dict[str, str]) -> None:
             shutil.copyfile(REPO / name, out / name)
     if (REPO / DOCS).is_dir():
         shutil.copytree(REPO / DOCS, out / DOCS, ignore=shutil.ignore_patterns("__pycache__", ".*"))
-    readme = (REPO / "README.md").read_text() if (REPO / "README.md").exists() else ""
-    (out / "README.md").write_text(README_PREFACE + readme)
+    (out / "README.md").write_text(STUDENT_README)
     (out / "exercises").mkdir()
     for name, text in exercises.items():
         (out / "exercises" / name).write_text(text)

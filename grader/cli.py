@@ -15,7 +15,7 @@ def parser() -> argparse.ArgumentParser:
         prog="course grade",
         description="Grade your exercises (or a submission folder) against the reference solutions.",
     )
-    commands.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to grade, e.g. 3 or week3 (default: all)")
+    commands.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to grade, e.g. 3 or week3 (default: all; in a student release, its weeks)")
     commands.add_argument("--target", default="exercises",
                           help="'exercises' (default), 'solutions', or a folder holding week modules")
     commands.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
@@ -46,13 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     scorecard; returns 0 when grading finished (whatever the score), 2 on bad usage, 3 when it could not grade."""
     args = parser().parse_args(argv)
     start = time.perf_counter()
+    recorded = Path(args.reference_dir) if args.reference_dir else runner.default_reference_dir()
     try:
-        weeks = sorted({runner.week_number(week) for week in args.weeks}) or sorted(runner.WEEKS)
+        weeks = sorted({runner.week_number(week) for week in args.weeks})
         target = runner.resolve_target(args.target)
     except ValueError as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
-    recorded = Path(args.reference_dir) if args.reference_dir else runner.default_reference_dir()
+    if not weeks:  # every week, or every week a release records
+        weeks = (recorded is not None and runner.recorded_weeks(recorded)) or sorted(runner.WEEKS)
     settings = runner.Settings(week_timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
                                memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs, reference_dir=recorded,
                                sandbox=args.sandbox)

@@ -172,14 +172,25 @@ def make_private(folder: Path) -> None:
         folder.chmod(0o700)
 
 
-def recorded_hidden_seed(reference_dir: Path) -> int | None:
-    """The hidden seed that recorded evidence was made with, or None where it holds no hidden checks."""
+def _manifest(reference_dir: Path) -> dict:
+    """The manifest of recorded evidence (at most 1 MiB read), or {} where there is none to read."""
     try:
         with open(reference_dir / MANIFEST, "rb") as file:
             manifest = json.loads(file.read(2**20))
     except (OSError, ValueError):
-        return None
-    seed = manifest.get("hidden_seed") if isinstance(manifest, dict) else None
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def recorded_weeks(reference_dir: Path) -> list[int]:
+    """The weeks whose evidence `reference_dir` records (a release's weeks), in order."""
+    recorded = _manifest(reference_dir).get("weeks")
+    return sorted(week for week, module in WEEKS.items() if isinstance(recorded, dict) and module in recorded)
+
+
+def recorded_hidden_seed(reference_dir: Path) -> int | None:
+    """The hidden seed that recorded evidence was made with, or None where it holds no hidden checks."""
+    seed = _manifest(reference_dir).get("hidden_seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else None
 
 
@@ -354,7 +365,9 @@ def reference_folder(week: int, settings: Settings) -> Path:
     if settings.reference_dir is not None:
         folder = settings.reference_dir / WEEKS[week]
         if not (folder / "complete").exists():
-            raise ReferenceError(f"no recorded reference evidence for week {week} in {settings.reference_dir}")
+            released = ", ".join(map(str, recorded_weeks(settings.reference_dir))) or "none"
+            raise ReferenceError(f"no recorded reference evidence for week {week} in {settings.reference_dir} "
+                                 f"(it records weeks: {released})")
         public, hidden = probe_names(week)
         expected = [*public, *([HIDDEN_PREFIX + name for name in hidden] if hidden_seed(settings) is not None else [])]
         if absent := [name for name in expected if not (folder / f"{name}.npz").exists()]:

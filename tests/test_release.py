@@ -143,3 +143,45 @@ def test_leak_check_finds_a_copied_task(tmp_path):
     exercises = {path.name: path.read_text() for path in (REPO / "exercises").glob("*.py")}
     leaks = release.find_leaks(tmp_path, release.task_fingerprints(REPO / "solutions", exercises))
     assert leaks and leaks[0].startswith("notes.md") and task.id in leaks[0]
+
+
+def test_the_student_readme_commands_work_as_written(student_copy, tmp_path):
+    """The release's own README: its "Start" commands, run as written in a fresh virtual environment
+    in a copy of the release, with week 2 written, all succeed. The fresh environment sees this
+    test's installed packages through a path file (no download), but neither this repository nor
+    its editable install, so every `course` command runs the release's own code."""
+    import re
+    import shutil
+    import sysconfig
+
+    from tests.test_publish import filled_in
+
+    copy = tmp_path / "student"
+    shutil.copytree(student_copy, copy)
+    readme = (copy / "README.md").read_text()
+    assert "course publish" not in readme and "solutions/" not in readme.replace("reference solutions", "")
+    commands = [line.split("  #")[0].strip() for line in re.search(r"```bash\n(.*?)```", readme, re.S)[1].splitlines()]
+    assert commands[:3] == ["python3 -m venv .venv", ". .venv/bin/activate", "pip install -e ."]
+    week2 = copy / "exercises" / "week2_neural_networks.py"
+    solution = (REPO / "solutions" / "week2_neural_networks.py").read_text()
+    week2.write_text(filled_in(week2.read_text(), solution, {f"2.{task}" for task in range(1, 12)}))
+
+    subprocess.run([sys.executable, "-m", "venv", str(copy / ".venv")], check=True)  # commands[0], this Python
+    site_packages = next((copy / ".venv" / "lib").glob("python3*/site-packages"))
+    (site_packages / "installed_for_the_test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    for folder in [copy, *copy.parents]:  # the graded children run as other users: they must reach the venv
+        folder.chmod(folder.stat().st_mode | 0o001)
+    environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    environment.update(COURSE_CACHE_DIR=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
+    script = "set -e\n" + "\n".join(f"echo '+ {command}'\n{command}" for command in commands[1:])
+    done = subprocess.run(["bash", "-c", script], cwd=copy, env=environment, capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    output = done.stdout
+    assert re.search(r"mlp on shapes_gray: test accuracy \d+\.\d+%", output), output[-2000:]
+    assert "accuracy" in output.split("+ course eval runs/mlp")[1]
+    assert (copy / "figures" / "predictions.png").is_file() and (copy / "runs" / "mlp" / "metrics.json").is_file()
+    graded = output.split("+ course grade\n")[1].split("+ course train")[0]
+    assert re.search(r"week 1 total", graded) and re.search(r"week 4 total", graded) and "week 2 total" not in graded
+    assert str(copy) in subprocess.run([str(copy / ".venv" / "bin" / "python"), "-c", "import course; print(course.__file__)"],
+                                       cwd=tmp_path, env=environment, capture_output=True, text=True).stdout
