@@ -49,9 +49,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from course import data
+from course import data, registry
+from course.layers import sublayers
 
-# The trainable layers of each JAX model, in the order data flows through them.
+# The trainable layers of each reference model, in the order data flows through them (and defined): the
+# "jax" naming. A model of other names or structure is matched by `trainable_layers`, in definition order.
 MODEL_LAYERS = {
     "mlp": ("hidden_layers.0", "hidden_layers.1", "hidden_layers.2", "output_layer"),
     "simple_cnn": ("conv1", "conv2", "fc1", "fc2", "fc3"),
@@ -174,11 +176,27 @@ def first_line(error: BaseException) -> str:
 # Matching names and shapes
 
 
+def trainable_layers(model: nnx.Module) -> tuple[str, ...]:
+    """The paths ("conv1", "blocks.0") of `model`'s layers that hold a kernel, in definition order
+    (`course.layers.sublayers`): matched one to one, in order, with the original's layers, so that a
+    model keeps whatever names and containers its author gave it."""
+    return tuple(path.replace("/", ".") for path, layer in sublayers(model) if hasattr(layer, "kernel"))
+
+
+def layer_pairs(model: nnx.Module, model_name: str, naming: str) -> list[tuple[str, str]]:
+    """(layer path in `model`, PyTorch module name) pairs; PortError when their numbers differ."""
+    layers, torch_names = trainable_layers(model), NAMINGS[model_name][naming]
+    if len(layers) != len(torch_names):
+        raise PortError(f"the {model_name!r} model has {len(layers)} layers with weights ({', '.join(layers)}); "
+                        f"the original has {len(torch_names)}")
+    return list(zip(layers, torch_names))
+
+
 def torch_shapes(model: nnx.Module, model_name: str, naming: str) -> dict[str, tuple[int, ...]]:
     """{PyTorch name: PyTorch shape} that `model`'s parameters have in the checkpoint naming `naming`."""
     params = nnx.state(model, nnx.Param)
     shapes = {}
-    for layer, torch_name in zip(MODEL_LAYERS[model_name], NAMINGS[model_name][naming]):
+    for layer, torch_name in layer_pairs(model, model_name, naming):
         kernel_shape = tuple(_layer(params, layer)["kernel"].shape)
         if len(kernel_shape) == 4:  # (kh, kw, in, out) -> (out, in, kh, kw)
             kernel_shape = (kernel_shape[3], kernel_shape[2], kernel_shape[0], kernel_shape[1])
@@ -236,8 +254,6 @@ def choose_naming(arrays: dict[str, np.ndarray], model: nnx.Module, model_name: 
 
 def look_alike(arrays: dict[str, np.ndarray], exclude: str | None = None) -> str | None:
     """The course model whose parameters `arrays` has, by names and shapes, or by shapes alone; or None."""
-    from course import registry
-
     recipes = registry.recipes()
     shape_matches = []
     given_shapes = sorted(array.shape for array in arrays.values())
@@ -286,7 +302,7 @@ def convert(arrays: dict[str, np.ndarray], model: nnx.Module, model_name: str, n
     params = nnx.state(model, nnx.Param)
     converted = {}
     channels = None  # output channels of the last convolution met, until a linear layer reads them
-    for layer, torch_name in zip(MODEL_LAYERS[model_name], NAMINGS[model_name][naming]):
+    for layer, torch_name in layer_pairs(model, model_name, naming):
         weight, bias = arrays[f"{torch_name}.weight"], arrays[f"{torch_name}.bias"]
         if weight.ndim == 4:
             kernel, channels = convert_conv_kernel(weight), weight.shape[0]
@@ -345,8 +361,6 @@ def ported_model(model_name: str, state_dict, *, seed: int = 0, factory=None) ->
     if model_name not in MODEL_LAYERS:
         raise PortError(f"unknown model {model_name!r}; models with a PyTorch original: {', '.join(MODEL_LAYERS)}")
     if factory is None:
-        from course import registry
-
         factory = registry.recipes()[model_name].model
     abstract = nnx.eval_shape(lambda: factory(nnx.Rngs(seed)))
     graphdef, abstract_params, _ = nnx.split(abstract, nnx.Param, ...)
@@ -364,16 +378,16 @@ def ported_model(model_name: str, state_dict, *, seed: int = 0, factory=None) ->
 
 def port(checkpoint: str | Path, model_name: str, out_dir: str | Path, *, dataset: str | None = None,
          epochs: int | None = None, batch_size: int | None = None, learning_rate: float | None = None,
-         seed: int = 0, max_train_examples: int | None = None) -> Path:
+         seed: int = 0, max_train_examples: int | None = None, target: str | None = None) -> Path:
     """Writes a PyTorch checkpoint as a course checkpoint, `out_dir/checkpoint/{best,last}`.
 
     The settings (dataset, epochs, ...) default to the recipe's, like `course train`, so that
     `course train MODEL --out OUT_DIR --resume` with the same options fine-tunes the ported weights
     from epoch 1 with a fresh optimizer. Returns the path of `best`.
     """
-    from course import registry, train
+    from course import train
 
-    recipes = registry.recipes()
+    recipes = registry.recipes(target)
     if model_name not in MODEL_LAYERS:
         raise PortError(f"unknown model {model_name!r}; models with a PyTorch original: {', '.join(MODEL_LAYERS)}")
     recipe = recipes[model_name]
@@ -409,12 +423,13 @@ def main_port(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-train-examples", type=int)
+    parser.add_argument("--target", help=registry.TARGET_HELP)
     args = parser.parse_args(argv)
     try:
         path = port(args.checkpoint, args.model, args.out, dataset=args.dataset, epochs=args.epochs,
                     batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                    max_train_examples=args.max_train_examples)
-    except PortError as error:
+                    max_train_examples=args.max_train_examples, target=args.target)
+    except (PortError, registry.TargetError) as error:
         print(f"course port: error: {error}", file=sys.stderr)
         return 2
     naming = json.loads((path / "info.json").read_text())["ported_from"]["naming"]
@@ -438,7 +453,7 @@ def checkpoint_folder(path: str | Path) -> Path:
 
 def main_eval(argv: list[str] | None = None) -> int:
     """`course eval DIR [--dataset NAME] [--data-dir D]`: test accuracy, overall and per class."""
-    from course import registry, train
+    from course import train
 
     parser = argparse.ArgumentParser(prog="course eval", description="Test accuracy of a checkpoint, overall and per class.")
     parser.add_argument("run", help="a run folder (OUT of `course train`/`course port`) or a checkpoint folder")

@@ -134,6 +134,25 @@ def test_every_naming_of_a_model_loads_the_same_weights(model_name):
         jax.tree.map(np.testing.assert_array_equal, state, loaded[0])
 
 
+@pytest.mark.parametrize("model_name", sorted(JAX_MODELS))
+def test_the_reference_layers_in_definition_order_are_the_jax_naming(model_name):
+    assert port.trainable_layers(abstract_model(model_name)) == port.MODEL_LAYERS[model_name]
+
+
+def test_a_student_model_of_other_names_takes_the_original_weights(alternative_mlp):
+    """Ported by definition order, not by names: an MLP of `blocks` and `head` gets the same
+    weights, so the same outputs, as the reference MLP."""
+    student_mlp = registry.week_module("week2_neural_networks", str(alternative_mlp)).MLP
+    state_dict = random_state_dict("mlp", "fc", seed=2)
+    reference, student = MLP(rngs=nnx.Rngs(0)), student_mlp(rngs=nnx.Rngs(0))
+    assert port.trainable_layers(student) == ("blocks.0", "blocks.1", "blocks.2", "head")
+    for model in (reference, student):
+        assert port.load_state_dict(model, "mlp", state_dict) == "fc"
+        model.eval()
+    images = jax.random.normal(jax.random.key(3), (4, 28, 28, 1))
+    assert_outputs_equal(student(images), reference(images), seed=2)
+
+
 def test_ported_model_is_the_seeded_model_with_the_checkpoint_weights():
     state_dict = random_state_dict("mlp", "fc", seed=2)
     ported, naming = port.ported_model("mlp", state_dict, seed=5)
