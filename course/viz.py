@@ -194,11 +194,28 @@ def layer_feature_maps(model: nnx.Module, inputs: jax.Array, layer: str) -> dict
 
 
 def first_conv_kernels(model: nnx.Module) -> tuple[str, np.ndarray]:
-    """The name and the kernels (KH, KW, C_in, C_out), HWIO, of `model`'s first `nnx.Conv` layer."""
-    for path, module in nnx.iter_modules(model):
+    """The name and the kernels (KH, KW, C_in, C_out), HWIO, of `model`'s first `nnx.Conv` layer
+    (the first defined: `course.layers.sublayers`, whatever the layers are named or held in)."""
+    for path, module in layers.sublayers(model):
         if isinstance(module, nnx.Conv):
-            return ".".join(map(str, path)), np.asarray(module.kernel.get_value())
+            return path.replace("/", "."), np.asarray(module.kernel.get_value())
     raise VizError(f"{type(model).__name__} has no convolution layer (nnx.Conv)")
+
+
+def first_layer_filters(model: nnx.Module, image_shape: tuple[int, int, int]) -> tuple[str, np.ndarray]:
+    """The name and the filters (KH, KW, C_in, C_out) of `model`'s first layer with weights: a
+    convolution's kernels, or, for a first `nnx.Linear` on the flattened image (an MLP), its weights
+    (H * W * C, units) as one image-sized filter per unit, (H, W, C, units)."""
+    for path, module in layers.sublayers(model):
+        if isinstance(module, nnx.Conv):
+            return first_conv_kernels(model)
+        if isinstance(module, nnx.Linear):
+            weights = np.asarray(module.kernel.get_value())
+            if weights.shape[0] != math.prod(image_shape):
+                raise VizError(f"the first layer {path.replace('/', '.')} takes {weights.shape[0]} inputs, not an "
+                               f"image of {image_shape[0]}x{image_shape[1]}x{image_shape[2]}")
+            return path.replace("/", "."), weights.reshape(*image_shape, weights.shape[1])
+    raise VizError(f"{type(model).__name__} has no convolution (nnx.Conv) or dense (nnx.Linear) layer")
 
 
 def class_confidences(outputs: jax.Array, kind: str = "logits") -> np.ndarray:

@@ -199,7 +199,8 @@ def filters_command(args) -> int:
         kernels, titles = fixed_kernels(args.fixed, args.target)
         return write(viz.plot_kernels(list(kernels), titles), args.out, f"filters_{args.fixed}.png")
     model, _, settings = load_checkpoint(args.checkpoint, args.model, args.target)
-    layer, kernels = viz.first_conv_kernels(model)
+    height, width, channels, _ = data.IMAGE_DATASETS[checkpoint_dataset(args, settings)]
+    layer, kernels = viz.first_layer_filters(model, (height, width, channels))
     title = f"{settings['model_name']} {layer}"
     return write(viz.plot_learned_filters(kernels, title, args.max_filters), args.out, "filters.png")
 

@@ -142,6 +142,8 @@ def test_train_eval_and_viz_run_the_targets_own_model(alternative_mlp, tmp_path,
     assert "mlp on shapes_gray test (200 images): accuracy" in capsys.readouterr().out
     assert main(["viz", "predictions", "--checkpoint", str(out), "--target", target, "--out", str(figures)]) == 0
     assert (figures / "predictions.png").stat().st_size > 10_000
+    assert main(["viz", "filters", "--checkpoint", str(out), "--target", target, "--out", str(figures)]) == 0
+    assert (figures / "filters.png").stat().st_size > 10_000  # the MLP's first layer, one 28x28 image per unit
     capsys.readouterr()
     # the reference's MLP has other names: the checkpoint does not fit it, and the message says what to pass
     assert main(["eval", str(out), "--target", "solutions", "--max-examples", "200"]) == 2

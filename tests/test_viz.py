@@ -14,6 +14,7 @@ from PIL import Image
 
 from course import data, layers, registry, train, viz, viz_cli
 from solutions import week3_convolutions as week3
+from solutions.week2_neural_networks import MLP
 from solutions.week4_simple_cnn import SimpleCNN
 from solutions.week5_lenet import LeNet5, LeNet5ReLU
 from solutions.week6_alexnet import AlexNet
@@ -126,6 +127,18 @@ def test_first_conv_kernels_are_the_first_layers_weights():
     name, kernels = viz.first_conv_kernels(model)
     assert name == "c1"
     np.testing.assert_array_equal(kernels, model.c1.kernel.get_value())
+
+
+def test_an_mlps_first_layer_filters_are_its_weights_as_images():
+    model = random_model(lambda rngs: MLP(hidden=(12,), rngs=rngs))
+    name, filters = viz.first_layer_filters(model, (28, 28, 1))
+    weights = np.asarray(model.hidden_layers[0].kernel.get_value())  # (784, 12)
+    assert name == "hidden_layers.0" and filters.shape == (28, 28, 1, 12)
+    np.testing.assert_array_equal(filters[3, 5, 0], weights[3 * 28 + 5])  # row-major flattening (N, H*W*C)
+    with pytest.raises(viz.VizError, match="takes 784 inputs, not an image of 32x32x3"):
+        viz.first_layer_filters(model, (32, 32, 3))
+    lenet = random_model(lambda rngs: LeNet5(rngs=rngs))
+    assert viz.first_layer_filters(lenet, (32, 32, 1))[0] == "c1"
 
 
 def test_kernel_images_scale_each_filter_to_unit_range():
