@@ -215,3 +215,35 @@ def test_course_train_from_exercises_trains_with_the_students_step(tmp_path):
     accuracy = re.compile(r"mlp on shapes_gray: test accuracy (\d+\.\d+)%")
     assert accuracy.search(student.stdout) and accuracy.search(reference.stdout), (student.stdout, reference.stdout)
     assert float(accuracy.search(student.stdout)[1]) == pytest.approx(float(accuracy.search(reference.stdout)[1]), abs=0.5)
+
+
+def test_the_readmes_student_path_runs_as_written(tmp_path):
+    """README, "How a student works": weeks 1 and 2 written in a copy of the repository, the block of
+    commands (grade, train your MLP, evaluate it, draw its filters, run its lesson) succeeds line by
+    line, each on the student's own code."""
+    copy = tmp_path / "checkout"
+    for folder in ("course", "grader", "exercises", "solutions"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(REPO / "pyproject.toml", copy / "pyproject.toml")
+    for module, weeks in (("week1_regression", 1), ("week2_neural_networks", 2)):
+        exercise = copy / "exercises" / f"{module}.py"
+        solution = (REPO / "solutions" / f"{module}.py").read_text()
+        exercise.write_text(filled_in(exercise.read_text(), solution, {task.id for task in publish.find_tasks(solution)}))
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"your own code end to end.*?```bash\n(.*?)```", readme, re.S)[1]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert [command.split()[1] for command in commands] == ["grade", "train", "eval", "viz", "lessons"]
+    # `course` as this copy's: `python -m course` run in it
+    script = f'course() {{ "{sys.executable}" -m course "$@"; }}\nset -e\n'
+    script += "\n".join(f"echo '+ {command}'\n{command}" for command in commands)
+    environment = {**os.environ, "JAX_PLATFORMS": "cpu", "COURSE_CACHE_DIR": str(tmp_path / "cache")}
+    environment.pop("PYTHONPATH", None)
+    done = subprocess.run(["bash", "-c", script], cwd=copy, env=environment, capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    graded = done.stdout.split("+ course train")[0]
+    assert re.search(r"week 1 total +32/32", graded) and re.search(r"week 2 total +52/52", graded), graded[-1500:]
+    assert re.search(r"mlp on shapes_gray: test accuracy \d+\.\d+%", done.stdout)
+    assert "accuracy" in done.stdout.split("+ course eval")[1].split("+ course viz")[0]
+    assert (copy / "figures" / "filters.png").is_file() and (copy / "notebooks" / "week2_neural_networks.ipynb").is_file()
+    assert "Running exercises/week2_neural_networks.py" in (copy / "notebooks" / "week2_neural_networks.ipynb").read_text()
