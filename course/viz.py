@@ -544,7 +544,7 @@ def plot_dashboard(losses: Sequence[float], errors: Sequence[float], model: nnx.
     axis.set_ylabel("density")
     axis.legend(fontsize=8)
 
-    kernel_layer, kernels = first_conv_kernels(model)
+    kernel_layer, kernels = first_layer_filters(model, tuple(inputs.shape[1:]))
     axis = figure.add_subplot(grid[1, 3])
     mosaic = kernel_mosaic(kernels)
     axis.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")

@@ -49,19 +49,33 @@ def run_on_eight_cpu_devices(script: str) -> str:
     return run_on_cpu_devices(script, 8)
 
 
-@pytest.fixture
-def alternative_mlp(tmp_path):
-    """A folder holding a correct week 2 whose MLP the grader accepts under other names (a list of
-    dropouts, `blocks`, `head`); imported as `course_target` and forgotten after the test."""
+def alternative_folder(name: str, folder: Path) -> Path:
+    """`folder` holding the six solution modules, one of them patched as the grader's correct
+    alternative `name` (tests/grader_cases): a target of other structure than the reference's."""
     from tests.grader_cases import cases
 
-    case = next(case for case in cases.ALTERNATIVES if case["name"].startswith("MLP with other attribute names"))
-    source = (Path(__file__).resolve().parent.parent / "solutions" / "week2_neural_networks.py").read_text()
-    for old, new in case["patches"]:
-        source = source.replace(old, new)
-    folder = tmp_path / "my_work"
-    folder.mkdir()
-    (folder / "week2_neural_networks.py").write_text(source)
-    yield folder
+    case = next(case for case in cases.ALTERNATIVES if case["name"] == name)
+    folder.mkdir(parents=True)
+    for module in sorted((Path(__file__).resolve().parent.parent / "solutions").glob("week*.py")):
+        source = module.read_text()
+        if module.name.startswith(f"week{case['week']}_"):
+            for old, new in case["patches"]:
+                assert source.count(old) == 1, (name, old)
+                source = source.replace(old, new)
+        (folder / module.name).write_text(source)
+    return folder
+
+
+@pytest.fixture
+def forget_targets():
+    """Forgets the folder targets imported as `course_target` after the test."""
+    yield
     for name in [name for name in sys.modules if name.split(".")[0] == "course_target"]:
         del sys.modules[name]
+
+
+@pytest.fixture
+def alternative_mlp(tmp_path, forget_targets):
+    """A folder whose correct week 2 MLP the grader accepts under other names (a list of dropouts,
+    `blocks`, `head`)."""
+    return alternative_folder("MLP with other attribute names and one dropout per layer", tmp_path / "my_work")

@@ -110,11 +110,16 @@ def test_command_rejects_an_unknown_lesson(tmp_path, capsys):
     assert "unknown lesson 'week9'" in capsys.readouterr().err
 
 
-def test_a_lesson_runs_the_students_own_structure(alternative_mlp):
-    """Lesson 2 with a correct MLP the grader accepts under other names (`blocks`, `head`, a list of
-    dropouts): the lesson uses the model's own `__call__` and its state, never the reference's names."""
-    notebook, error = run_lesson("week2_neural_networks", str(alternative_mlp))
+@pytest.mark.parametrize("name", ["MLP with other attribute names and one dropout per layer", "MLP as one nnx.Sequential"])
+def test_a_lesson_runs_the_students_own_structure(name, tmp_path):
+    """Lesson 2 with a correct MLP the grader accepts in another structure (other names, a list of
+    dropouts; one nnx.Sequential): the lesson uses the model's own `__call__` and its state, never
+    the reference's names."""
+    from tests.conftest import alternative_folder
+
+    folder = alternative_folder(name, tmp_path / "my_work")
+    notebook, error = run_lesson("week2_neural_networks", str(folder))
     assert error is None, f"the lesson failed:\n{error}"
     text = "".join(output.get("text", "") for output in outputs(notebook, "stream"))
-    assert f"Running {alternative_mlp}/week2_neural_networks.py" in text
+    assert f"Running {folder}/week2_neural_networks.py" in text
     assert "largest parameter change" in text
