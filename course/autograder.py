@@ -40,6 +40,7 @@ from importlib import metadata
 from pathlib import Path
 
 from course import release
+from course import weeks as course_weeks
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = Path(__file__).resolve().parent / "autograder_files"
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        weeks = sorted({runner.week_number(week) for week in args.weeks or []}) or sorted(runner.WEEKS)
+        weeks = course_weeks.chosen(args.weeks)
         if min(args.timeout, args.probe_timeout, args.memory_gb) <= 0:
             raise ValueError("--timeout, --probe-timeout and --memory-gb must be positive")
         build(Path(args.out), weeks, force=args.force, jobs=args.jobs, week_timeout_s=args.timeout,

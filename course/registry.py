@@ -10,10 +10,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from course import weeks
 from course.recipe import Recipe
 
-WEEK_MODULES = ("week1_regression", "week2_neural_networks", "week3_convolutions", "week4_simple_cnn",
-                "week5_lenet", "week6_alexnet")
+WEEK_MODULES = tuple(weeks.MODULES.values())
 PACKAGES = ("solutions", "exercises")
 FOLDER_PACKAGE = "course_target"  # the package a folder target is imported as
 # `--target` of course train, eval and viz

@@ -32,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
+from course import weeks as course_weeks
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("course", "grader")
 TOP_FILES = ("pyproject.toml", ".gitignore")
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        weeks = sorted({runner.week_number(week) for week in args.weeks or []}) or sorted(runner.WEEKS)
+        weeks = course_weeks.chosen(args.weeks)
         manifest = release(Path(args.out), weeks, force=args.force, jobs=args.jobs)
     except (ValueError, ReleaseError, runner.ReferenceError) as error:
         print(f"course release: {error}", file=sys.stderr)

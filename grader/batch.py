@@ -38,6 +38,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from course import weeks as course_weeks
 from grader import cli, intake, report, runner, sandbox, session
 from grader.checks import Result
 
@@ -569,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     2 on bad usage, 3 when the reference evidence cannot be produced, 130 when interrupted."""
     args = parser().parse_args(argv)
     try:
-        weeks = sorted({runner.week_number(week) for week in args.weeks or []}) or sorted(runner.WEEKS)
+        weeks = course_weeks.chosen(args.weeks)
         submissions = find_submissions(Path(args.submissions).expanduser())
         if args.jobs < 1:
             raise ValueError("--jobs must be at least 1")

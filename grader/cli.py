@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from course import weeks as course_weeks
 from grader import report, runner, sandbox, session
 
 
@@ -48,13 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     recorded = Path(args.reference_dir) if args.reference_dir else runner.default_reference_dir()
     try:
-        weeks = sorted({runner.week_number(week) for week in args.weeks})
+        released = runner.recorded_weeks(recorded) if recorded is not None else []  # a student release's weeks
+        weeks = course_weeks.chosen(args.weeks, default=released or None)
         target = runner.resolve_target(args.target)
     except ValueError as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
-    if not weeks:  # every week, or every week a release records
-        weeks = (recorded is not None and runner.recorded_weeks(recorded)) or sorted(runner.WEEKS)
     settings = runner.Settings(week_timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
                                memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs, reference_dir=recorded,
                                sandbox=args.sandbox)

@@ -21,19 +21,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from course import weeks
 from grader import evidence as ev
 from grader import intake, integrity, sandbox
 from grader.checks import HIDDEN_PREFIX, Result, judge_check
 
 REPO = Path(__file__).resolve().parent.parent
-WEEKS = {
-    1: "week1_regression",
-    2: "week2_neural_networks",
-    3: "week3_convolutions",
-    4: "week4_simple_cnn",
-    5: "week5_lenet",
-    6: "week6_alexnet",
-}
+WEEKS = weeks.MODULES  # the course's one table of weeks
 PACKAGES_FOR_CHILD = ("course", "grader")
 RECORDED_DIR = REPO / "reference_evidence"  # recorded reference evidence of a student release (`course release`)
 MAX_RESTARTS = 2
@@ -85,12 +79,7 @@ class ChildRun:
     sandbox: str = ""  # the level it ran at
 
 
-def week_number(text: str) -> int:
-    """1 from "1", "week1" or "week1_regression"."""
-    digits = text.lower().removeprefix("week")[:1]
-    if not digits.isdigit() or int(digits) not in WEEKS:
-        raise ValueError(f"unknown week {text!r}; weeks are 1 to {len(WEEKS)} (e.g. 3 or week3)")
-    return int(digits)
+week_number = weeks.week_number
 
 
 def checks_module(week: int):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from course import lessons
+from course import weeks as course_weeks
 
 LESSON_DIR = Path(__file__).resolve().parent
 REPO = LESSON_DIR.parents[1]
@@ -36,10 +37,10 @@ def select(weeks: list[str]) -> list[str]:
         return list(lessons.LESSONS.values())
     chosen = []
     for week in weeks:
-        number = week.removeprefix("week").split("_")[0]
-        if not number.isdigit() or int(number) not in lessons.LESSONS:
-            raise lessons.LessonError(f"unknown lesson {week!r}; valid: 1-6, week1-week6 or a module name")
-        chosen.append(lessons.LESSONS[int(number)])
+        try:
+            chosen.append(lessons.LESSONS[course_weeks.week_number(week)])
+        except ValueError:
+            raise lessons.LessonError(f"unknown lesson {week!r}; valid: 1-6, week1-week6 or a module name") from None
     return chosen
 
 
