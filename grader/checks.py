@@ -75,6 +75,24 @@ class Check:
             raise ValueError(f"check {self.name!r}: a hidden check reads a '{HIDDEN_PREFIX}' probe and is not visible")
 
 
+def validate(week: int, checks: list[Check], probes: dict) -> None:
+    """Raises ValueError, naming the check, where a week's checks do not fit together: a repeated
+    name, a probe that is not in `probes` (a typo would cost every student the check's points), or
+    a task of another week."""
+    names = [check.name for check in checks]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"week {week}: check names used twice: {', '.join(repeated)}")
+    for check in checks:
+        probe = check.probe.removeprefix(HIDDEN_PREFIX)
+        if probe not in probes:
+            raise ValueError(f"week {week}: check {check.name!r} reads probe {probe!r}, which is not in PROBES "
+                             f"({', '.join(sorted(probes))})")
+        week_part, _, number = check.task.partition(".")
+        if week_part != str(week) or not number.isdigit() or not check.function:
+            raise ValueError(f"week {week}: check {check.name!r} names task {check.task!r} ({check.function!r}); "
+                             f"expected {week}.k and its function")
+
+
 @dataclasses.dataclass
 class Result:
     """The outcome of one check: its score, a status and the lines of feedback to show."""

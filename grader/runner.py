@@ -7,6 +7,7 @@ place of the solutions (`Settings.reference_dir`).
 """
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
@@ -24,7 +25,7 @@ from pathlib import Path
 from course import weeks
 from grader import evidence as ev
 from grader import intake, integrity, sandbox
-from grader.checks import HIDDEN_PREFIX, Result, judge_check
+from grader.checks import HIDDEN_PREFIX, Result, judge_check, validate
 
 REPO = Path(__file__).resolve().parent.parent
 WEEKS = weeks.MODULES  # the course's one table of weeks
@@ -82,8 +83,12 @@ class ChildRun:
 week_number = weeks.week_number
 
 
+@functools.cache
 def checks_module(week: int):
-    return importlib.import_module(f"grader.{WEEKS[week]}")
+    """The grader's module of `week` (its PROBES and CHECKS), checked when first loaded (`checks.validate`)."""
+    module = importlib.import_module(f"grader.{WEEKS[week]}")
+    validate(week, module.CHECKS, module.PROBES)
+    return module
 
 
 def probe_names(week: int) -> tuple[list[str], list[str]]:

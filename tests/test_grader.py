@@ -505,3 +505,20 @@ def test_not_attempted_says_a_reason_other_than_the_stubs_own():
     told = checks.not_attempted(check, 9, [stub, reason, reason])
     assert told.score == 0 and told.status == "not attempted"
     assert told.feedback == ["Task 9.1 (f): not attempted", reason.removeprefix("NotImplementedError: ")]
+
+
+def test_a_week_whose_checks_do_not_fit_its_probes_is_refused_when_it_loads():
+    from grader import checks
+
+    for week in runner.WEEKS:  # the real weeks load (runner.checks_module validates them)
+        assert runner.checks_module(week).CHECKS
+    probes = {"conv2d": None}
+    good = checks.Check("conv2d: values", "3.1", "conv2d", 2, "conv2d", checks.same("out"))
+    checks.validate(3, [good, checks.hidden("conv2d", "3.1", "conv2d", "conv2d", "out")], probes)
+    typo = dataclasses.replace(good, name="conv2d: bias", probe="conv2D")
+    with pytest.raises(ValueError, match="check 'conv2d: bias' reads probe 'conv2D', which is not in PROBES"):
+        checks.validate(3, [good, typo], probes)
+    with pytest.raises(ValueError, match="check names used twice: conv2d: values"):
+        checks.validate(3, [good, good], probes)
+    with pytest.raises(ValueError, match="names task '4.1'"):
+        checks.validate(3, [dataclasses.replace(good, task="4.1")], probes)
