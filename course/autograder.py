@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--timeout, --probe-timeout and --memory-gb must be positive")
         build(Path(args.out), weeks, force=args.force, jobs=args.jobs, week_timeout_s=args.timeout,
               probe_timeout_s=args.probe_timeout, memory_gb=args.memory_gb)
-    except (ValueError, AutograderError, release.ReleaseError, runner.ReferenceError) as error:
+    except (ValueError, AutograderError, release.ReleaseError, runner.ReferenceEvidenceError) as error:
         print(f"course autograder: {error}", file=sys.stderr)
         return 2
     out = Path(args.out).expanduser().resolve()

@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         weeks = course_weeks.chosen(args.weeks)
         manifest = release(Path(args.out), weeks, force=args.force, jobs=args.jobs)
-    except (ValueError, ReleaseError, runner.ReferenceError) as error:
+    except (ValueError, ReleaseError, runner.ReferenceEvidenceError) as error:
         print(f"course release: {error}", file=sys.stderr)
         return 2
     files = sum(len(week["files"]) for week in manifest["weeks"].values())

@@ -114,12 +114,12 @@ def data_mesh(devices=None) -> jax.sharding.Mesh | None:
     return jax.sharding.Mesh(np.array(devices), ("data",)) if len(devices) > 1 else None
 
 
-def replicate(tree, mesh: jax.sharding.Mesh | None):
+def replicate(mesh: jax.sharding.Mesh | None, tree):
     """Places every array of `tree` (for instance `nnx.state(model)`) on all devices of `mesh`."""
     return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def shard_batch(batch: np.ndarray, mesh: jax.sharding.Mesh | None) -> jax.Array:
+def shard_batch(mesh: jax.sharding.Mesh | None, batch: np.ndarray) -> jax.Array:
     """Splits `batch` along its first axis over the mesh's devices (replicated if it does not divide)."""
     if mesh is None:
         return jnp.asarray(batch)
@@ -128,7 +128,7 @@ def shard_batch(batch: np.ndarray, mesh: jax.sharding.Mesh | None) -> jax.Array:
     return jax.device_put(batch, NamedSharding(mesh, spec))
 
 
-def shard_steps(batches: np.ndarray, mesh: jax.sharding.Mesh | None) -> jax.Array:
+def shard_steps(mesh: jax.sharding.Mesh | None, batches: np.ndarray) -> jax.Array:
     """`shard_batch` for a chunk of batches (S, N, ...): each batch split along N over the mesh."""
     if mesh is None:
         return jnp.asarray(batches)
@@ -235,8 +235,8 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, ep
             # The last chunk repeats its last step to fill up, and `valid` tells the program to skip those.
             chunk = np.minimum(np.arange(first, first + per_call), num_steps - 1)
             valid = np.arange(first, first + per_call) < num_steps
-            chunk_images = shard_steps(images[batches[chunk]], mesh)
-            chunk_labels = shard_steps(labels[batches[chunk]], mesh)
+            chunk_images = shard_steps(mesh, images[batches[chunk]])
+            chunk_labels = shard_steps(mesh, labels[batches[chunk]])
             state, metrics = run_steps(state, chunk_images, chunk_labels, key_data[chunk], valid)
             pending.append((int(valid.sum()), metrics))
             if callbacks:
@@ -268,8 +268,8 @@ def evaluate(recipe: Recipe, model: nnx.Module, images: np.ndarray, labels: np.n
     model.eval()
     loss_sum = correct = 0.0
     for indices in data.batch_indices(len(labels), batch_size):
-        metrics = recipe.eval_step(model, prepare(shard_batch(images[indices], mesh)),
-                                   shard_batch(labels[indices], mesh))
+        metrics = recipe.eval_step(model, prepare(shard_batch(mesh, images[indices])),
+                                   shard_batch(mesh, labels[indices]))
         loss_sum += float(metrics["loss"]) * len(indices)
         correct += float(metrics["accuracy"]) * len(indices)
     return {"loss": loss_sum / len(labels), "accuracy": correct / len(labels)}
@@ -469,7 +469,7 @@ def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *
         out.mkdir(parents=True, exist_ok=True)
         if resume and (out / "checkpoint" / "last").is_dir():
             history, best_accuracy, extensions = resumed_history(out, model, optimizer, settings, split, progress)
-    nnx.update((model, optimizer), replicate(nnx.state((model, optimizer)), mesh))
+    nnx.update((model, optimizer), replicate(mesh, nnx.state((model, optimizer))))
 
     for epoch in range(len(history), settings.epochs):
         epoch_start = time.perf_counter()

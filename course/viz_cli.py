@@ -269,7 +269,7 @@ def dashboard_command(args) -> int:
     return write(figure, args.out, "dashboard.png")
 
 
-def test_predictions(args, start: int = 0, count: int | None = None):
+def predict_test_images(args, start: int = 0, count: int | None = None):
     """(dataset, test images, labels, the checkpoint's predictions) for test images start..start+count."""
     model, recipe, settings = load_checkpoint(args.checkpoint, args.model, args.target)
     dataset = checkpoint_dataset(args, settings)
@@ -283,13 +283,13 @@ def test_predictions(args, start: int = 0, count: int | None = None):
 
 
 def predictions_command(args) -> int:
-    dataset, images, labels, predictions = test_predictions(args, args.start, args.count)
+    dataset, images, labels, predictions = predict_test_images(args, args.start, args.count)
     figure = viz.plot_predictions(images, labels, predictions, data.class_names(dataset), args.columns)
     return write(figure, args.out, "predictions.png")
 
 
 def confusion_command(args) -> int:
-    dataset, images, labels, predictions = test_predictions(args, 0, args.limit)
+    dataset, images, labels, predictions = predict_test_images(args, 0, args.limit)
     names = data.class_names(dataset)
     matrix = viz.confusion_matrix(labels, predictions, len(names))
     write(viz.plot_confusion(matrix, names), args.out, "confusion.png")

@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             folders = dict(zip(weeks, pool.map(lambda week: runner.reference_folder(week, settings), weeks)))
-    except runner.ReferenceError as error:
+    except runner.ReferenceEvidenceError as error:
         print(f"course grade-batch: {error}", file=sys.stderr)
         return 3
     tests = test_names(weeks)

@@ -104,7 +104,7 @@ class Grading:
         """The Result of `check`, waiting for its week to be graded."""
         try:
             week_report = self.weeks[week].result()
-        except (sandbox.Unavailable, runner.ReferenceError, runner.InfrastructureError) as error:
+        except (sandbox.Unavailable, runner.ReferenceEvidenceError, runner.InfrastructureError) as error:
             pytest.fail(f"grading did not run: {report.printable(str(error), lines=True)}", pytrace=False)
         result = next((result for result in week_report.results if result.check.name == check.name), None)
         if result is None:

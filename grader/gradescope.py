@@ -95,7 +95,7 @@ def ready(root: Path) -> tuple[list[int], runner.Settings, str]:
     for week in weeks:
         try:
             runner.reference_folder(week, settings)
-        except runner.ReferenceError as error:
+        except runner.ReferenceEvidenceError as error:
             raise Ungradable(str(error)) from None
     return weeks, settings, level
 

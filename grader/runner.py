@@ -350,7 +350,7 @@ def _version(package: str) -> str:
         return "absent"
 
 
-class ReferenceError(RuntimeError):
+class ReferenceEvidenceError(RuntimeError):
     """The reference evidence could not be produced (a bug in the solutions or the grader)."""
 
 
@@ -360,12 +360,12 @@ def reference_folder(week: int, settings: Settings) -> Path:
         folder = settings.reference_dir / WEEKS[week]
         if not (folder / "complete").exists():
             released = ", ".join(map(str, recorded_weeks(settings.reference_dir))) or "none"
-            raise ReferenceError(f"no recorded reference evidence for week {week} in {settings.reference_dir} "
+            raise ReferenceEvidenceError(f"no recorded reference evidence for week {week} in {settings.reference_dir} "
                                  f"(it records weeks: {released})")
         public, hidden = probe_names(week)
         expected = [*public, *([HIDDEN_PREFIX + name for name in hidden] if hidden_seed(settings) is not None else [])]
         if absent := [name for name in expected if not (folder / f"{name}.npz").exists()]:
-            raise ReferenceError(f"the recorded reference evidence of week {week} in {settings.reference_dir} lacks "
+            raise ReferenceEvidenceError(f"the recorded reference evidence of week {week} in {settings.reference_dir} lacks "
                                  f"{', '.join(absent[:5])}: record it again with the grader that reads it")
         return folder
     folder = settings.cache_dir / "reference" / fingerprint_files(week, settings) / WEEKS[week]
@@ -373,7 +373,7 @@ def reference_folder(week: int, settings: Settings) -> Path:
         return folder
     solution = settings.solutions_dir / f"{WEEKS[week]}.py"
     if not solution.exists():
-        raise ReferenceError(f"no reference solution {solution} and no recorded reference evidence")
+        raise ReferenceEvidenceError(f"no reference solution {solution} and no recorded reference evidence")
     reference_settings = dataclasses.replace(settings, week_timeout_s=max(settings.week_timeout_s, 300.0),
                                              probe_timeout_s=max(settings.probe_timeout_s, 120.0))
     run = run_child(week, solution.read_bytes(), "reference", reference_settings)
@@ -383,7 +383,7 @@ def reference_folder(week: int, settings: Settings) -> Path:
     if failed or not expected <= set(run.evidence):
         problems = [f"{name}: {ev.text(run.evidence[name], ev.MESSAGE)} {ev.text(run.evidence[name], ev.WHERE)}"
                     for name in failed] or [run.missing_reason]
-        raise ReferenceError(f"the reference solution of week {week} failed its probes: {problems[:3]}\n"
+        raise ReferenceEvidenceError(f"the reference solution of week {week} failed its probes: {problems[:3]}\n"
                              f"{run.output[-2000:]}")
     partial = folder.with_name(folder.name + f".partial-{os.getpid()}-{threading.get_ident()}")  # threads too
     shutil.rmtree(partial, ignore_errors=True)

@@ -236,8 +236,8 @@ EIGHT_DEVICES = textwrap.dedent("""
     for mesh in (None, train.data_mesh(jax.local_devices())):
         model = TinyCNN(nnx.Rngs(0))
         optimizer = nnx.Optimizer(model, optax.sgd(0.1, momentum=0.9), wrt=nnx.Param)
-        nnx.update((model, optimizer), train.replicate(nnx.state((model, optimizer)), mesh))
-        batch_images, batch_labels = train.shard_batch(images, mesh), train.shard_batch(labels, mesh)
+        nnx.update((model, optimizer), train.replicate(mesh, nnx.state((model, optimizer))))
+        batch_images, batch_labels = train.shard_batch(mesh, images), train.shard_batch(mesh, labels)
         if mesh is not None:
             assert len(batch_images.sharding.device_set) == 8
         for _ in range(2):
@@ -251,7 +251,7 @@ EIGHT_DEVICES = textwrap.dedent("""
     epochs = []
     for mesh in (None, train.data_mesh(jax.local_devices())):  # an epoch of chunked steps, split over 8
         model, optimizer = train.build(recipe, settings, steps_per_epoch=4)
-        nnx.update((model, optimizer), train.replicate(nnx.state((model, optimizer)), mesh))
+        nnx.update((model, optimizer), train.replicate(mesh, nnx.state((model, optimizer))))
         uint8_images = (np.arange(64 * 28 * 28) % 256).astype(np.uint8).reshape(64, 28, 28, 1)
         record = train.train_epoch(recipe, model, optimizer, uint8_images, (np.arange(64) % 10).astype(np.int32),
                                    settings, 0, mesh=mesh, progress=False)
@@ -280,11 +280,11 @@ EVERY_MODEL = textwrap.dedent("""
         results = []
         for mesh in (None, train.data_mesh(devices)):
             model, optimizer = train.build(recipe, settings, steps_per_epoch=10)
-            nnx.update((model, optimizer), train.replicate(nnx.state((model, optimizer)), mesh))
+            nnx.update((model, optimizer), train.replicate(mesh, nnx.state((model, optimizer))))
             model.train()
             for _ in range(2):
-                metrics = recipe.train_step(model, optimizer, train.shard_batch(images, mesh),
-                                            train.shard_batch(labels, mesh))
+                metrics = recipe.train_step(model, optimizer, train.shard_batch(mesh, images),
+                                            train.shard_batch(mesh, labels))
             results.append((float(metrics["loss"]), jax.device_get(nnx.state(model, nnx.Param))))
         (single_loss, single), (split_loss, split) = results
         np.testing.assert_allclose(split_loss, single_loss, rtol=1e-4)

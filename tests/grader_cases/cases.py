@@ -620,10 +620,10 @@ DELEGATING = [
                   ("MNIST_MEAN, MNIST_STD", "_library_eval_step = make_eval_step(cross_entropy, accuracy)\nMNIST_MEAN, MNIST_STD")]),
     dict(name="shard_batch from course.train", week=6, task="6.5", feedback="course.train.shard_batch",
          patches=[("    return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(\"data\")))\n",
-                   "    from course import train\n\n    return train.shard_batch(batch, mesh)\n")]),
+                   "    from course import train\n\n    return train.shard_batch(mesh, batch)\n")]),
     dict(name="replicate from course.train", week=6, task="6.6", feedback="course.train.replicate",
          patches=[("    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))\n",
-                   "    from course.train import replicate as library_replicate\n\n    return library_replicate(tree, mesh)\n")]),
+                   "    from course.train import replicate as library_replicate\n\n    return library_replicate(mesh, tree)\n")]),
 ]
 
 
