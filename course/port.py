@@ -441,16 +441,6 @@ def main_port(argv: list[str] | None = None) -> int:
 # `course eval`
 
 
-def checkpoint_folder(path: str | Path) -> Path:
-    """`path/checkpoint/best` for a run folder, or `path` itself if it is a checkpoint folder."""
-    path = Path(path)
-    for candidate in (path / "checkpoint" / "best", path):
-        if (candidate / "model").is_dir() and (candidate / "info.json").is_file():
-            return candidate
-    raise PortError(f"{path} holds no checkpoint: expected {path}/checkpoint/best or a folder with model/ and "
-                    "info.json (written by `course train --out` or `course port`)")
-
-
 def main_eval(argv: list[str] | None = None) -> int:
     """`course eval DIR [--dataset NAME] [--data-dir D]`: test accuracy, overall and per class."""
     from course import train
@@ -465,7 +455,7 @@ def main_eval(argv: list[str] | None = None) -> int:
                         help="evaluate N test images only, a fixed random subset (test splits may be sorted by class)")
     args = parser.parse_args(argv)
     try:
-        folder = checkpoint_folder(args.run)
+        folder = train.find_checkpoint(args.run)
         settings = train.read_checkpoint_info(folder)["settings"]
         recipes = registry.recipes(args.target)
         model_name = args.model or settings.get("model_name")

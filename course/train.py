@@ -330,6 +330,21 @@ def info_problem(info) -> str | None:
     return None
 
 
+def find_checkpoint(path) -> Path:
+    """The checkpoint folder (holding info.json and model/) that `path` names: `path` itself, or the
+    best checkpoint of a run folder (`path/checkpoint/best`, or `path/best`). CheckpointMissing,
+    saying what was expected, where there is none."""
+    path = Path(path)
+    for candidate in (path, path / "checkpoint" / "best", path / "best"):
+        if (candidate / "info.json").is_file() and (candidate / "model").is_dir():
+            return candidate
+    if not path.exists():
+        raise CheckpointMissing(f"{path} does not exist; pass a run folder written by `course train --out` "
+                                "(or `course port`) or its checkpoint/best")
+    raise CheckpointMissing(f"{path} holds no checkpoint: expected {path}/checkpoint/best or a folder with model/ "
+                            "and info.json (written by `course train --out` or `course port`)")
+
+
 def read_checkpoint_info(path: Path) -> dict:
     """The checkpoint's info.json (settings, history, best accuracy, epoch), checked; raises
     CheckpointError naming the file when it is missing, not JSON, or not what `course train` writes."""

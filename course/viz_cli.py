@@ -36,19 +36,6 @@ FIXED_FILTERS = ("four", "sobel")
 # Checkpoints
 
 
-def find_checkpoint(path) -> Path:
-    """The checkpoint folder (holding info.json and model/) at `path`, or in its checkpoint/best."""
-    path = Path(path)
-    if not path.exists():
-        raise VizError(f"checkpoint {path} does not exist; pass a folder written by `course train --out` "
-                       "or its checkpoint/best")
-    for candidate in (path, path / "checkpoint" / "best", path / "best"):
-        if (candidate / "info.json").is_file() and (candidate / "model").is_dir():
-            return candidate
-    raise VizError(f"{path} is not a checkpoint written by `course train`: no info.json and model/ in it "
-                   "nor in its checkpoint/best")
-
-
 def load_checkpoint(path, model_name: str | None = None, target: str | None = None):
     """The trained model of a `course train` checkpoint.
 
@@ -57,7 +44,7 @@ def load_checkpoint(path, model_name: str | None = None, target: str | None = No
     `target` says whose model code to build (`course.registry.package`).
     Raises VizError when the folder is no checkpoint, names no course model, or holds other weights.
     """
-    folder = find_checkpoint(path)
+    folder = train.find_checkpoint(path)
     try:
         settings = json.loads((folder / "info.json").read_text())["settings"]
         settings["model_name"], settings["dataset"]
@@ -240,7 +227,7 @@ def feature_maps_command(args) -> int:
 
 def step_records(checkpoint) -> dict | None:
     """The per-step losses written by `viz.DashboardWriter` next to the checkpoint's run, if any."""
-    folder = find_checkpoint(checkpoint)
+    folder = train.find_checkpoint(checkpoint)
     for candidate in (folder.parent.parent, folder.parent.parent / "dashboard", Path(checkpoint),
                       Path(checkpoint) / "dashboard"):
         if (candidate / "dashboard_steps.json").is_file():
@@ -259,7 +246,7 @@ def dashboard_command(args) -> int:
     if records is not None:
         curves = dict(losses=records["losses"], errors=records["errors"], x_values=records["steps"])
     else:  # only the per-epoch history: the training curves of each epoch
-        history = json.loads((find_checkpoint(args.checkpoint) / "info.json").read_text())["history"]
+        history = json.loads((train.find_checkpoint(args.checkpoint) / "info.json").read_text())["history"]
         curves = dict(losses=[record["train_loss"] for record in history],
                       errors=[1 - record["train_accuracy"] for record in history],
                       x_values=[record["epoch"] for record in history], x_label="epoch")
@@ -382,6 +369,6 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.run(args)
-    except (VizError, data.DataError, registry.TargetError) as error:
+    except (VizError, data.DataError, registry.TargetError, train.CheckpointError) as error:
         print(f"course viz {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -296,7 +296,7 @@ def test_cli_bad_inputs_get_one_line_messages(runs, tmp_path, capsys):
     lenet = runs / "lenet5"
     out = ("--out", tmp_path)
     assert "does not exist" in bad_input_message(capsys, "filters", "--checkpoint", tmp_path / "missing", *out)
-    assert "not a checkpoint" in bad_input_message(capsys, "filters", "--checkpoint", tmp_path, *out)
+    assert "holds no checkpoint" in bad_input_message(capsys, "filters", "--checkpoint", tmp_path, *out)
     foreign = tmp_path / "foreign"
     shutil.copytree(lenet / "checkpoint/best", foreign)
     info = json.loads((foreign / "info.json").read_text())
