@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from course.files import write_atomically
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SHAPE_CLASSES = ("horizontal bar", "vertical bar", "diagonal", "anti-diagonal", "disk", "ring",
                  "square", "square outline", "plus", "cross")
@@ -336,13 +338,7 @@ def _cached(source: Path, read, *key_parts: str) -> tuple[np.ndarray, np.ndarray
             path.unlink(missing_ok=True)  # unreadable cache: decode again
     images, labels = read()
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    try:
-        with open(partial, "wb") as handle:
-            np.savez(handle, images=images, labels=labels)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(path, lambda file: np.savez(file, images=images, labels=labels))
     return images, labels
 
 

@@ -29,7 +29,6 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 
 from course import weeks as course_weeks

@@ -33,6 +33,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from course import data
+from course.files import write_atomically
 from course.precision import set_precision
 from course.recipe import Recipe
 
@@ -412,10 +413,8 @@ def restore_checkpoint(path: Path, model: nnx.Module, optimizer: nnx.Optimizer |
 
 
 def write_json(path: Path, content) -> None:
-    """Writes JSON to `path` through a temporary file, so `path` is always complete."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, indent=2))
-    os.replace(partial, path)
+    """Writes JSON to `path` whole (`course.files.write_atomically`)."""
+    write_atomically(path, json.dumps(content, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from course import weeks as course_weeks
+from course.files import write_atomically
 from grader import cli, intake, report, runner, sandbox, session
 from grader.checks import Result
 
@@ -399,10 +400,6 @@ def grade_submission(submission: Submission, staged: Staged, weeks: list[int], s
     return results
 
 
-def write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}-{threading.get_ident()}")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 def load_results(path: Path, key: str) -> dict | None:

@@ -13,7 +13,6 @@ it is never scored, its weight goes to the check's other parts, and when it fail
 """
 
 import dataclasses
-import json
 from collections.abc import Callable
 
 import numpy as np

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy
 
+from course.files import write_atomically
+
 STATUS = "__status__"  # "ok", "not_attempted", "error", "timeout" or "untestable"
 MESSAGE = "__message__"  # the error, one line
 WHERE = "__where__"  # the student's frame: "week4_simple_cnn.py:52 in __call__: x = ..."
@@ -77,9 +79,7 @@ def to_evidence(results: dict) -> dict[str, np.ndarray]:
 
 def save(path: Path, evidence: dict[str, np.ndarray]) -> None:
     """Writes evidence atomically (a temporary file renamed into place)."""
-    temporary = path.with_name(path.name + ".partial.npz")
-    np.savez(temporary, allow_pickle=False, **evidence)
-    os.replace(temporary, path)
+    write_atomically(path, lambda file: np.savez(file, allow_pickle=False, **evidence))
 
 
 def load(path: Path, max_bytes: int = 512 * 2**20) -> dict[str, np.ndarray]:

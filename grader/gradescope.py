@@ -19,6 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
+from course.files import write_atomically
 from grader import batch, intake, report, runner, sandbox
 
 ROOT_VARIABLE = "COURSE_AUTOGRADER_ROOT"
@@ -137,9 +138,7 @@ def failure_results(reason: str, seconds: float) -> dict:
 def write_results(path: Path, results: dict) -> None:
     """Writes results.json whole (a partial file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(partial, path)
+    write_atomically(path, json.dumps(results, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,6 @@
 """Week 5 checks: padding to 32x32, +1/-1 targets, the two losses, LeNet-5 (tanh) and its ReLU variant."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from grader import models

@@ -2,7 +2,6 @@
 to stay fast: the layers are those at 227, and the last feature map is 2x2, so the flatten order shows),
 and data parallelism: a batch split over 8 CPU devices, the state replicated, one step from there."""
 
-import numpy as np
 
 from grader import models, steps
 from grader.checks import Check, all_of, hidden, same
