@@ -6,6 +6,7 @@ library versions), so it is computed once per change. A student release can ship
 place of the solutions (`Settings.reference_dir`).
 """
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -326,13 +327,47 @@ def _missing_reason(timed_out: bool, exit_code: int | None, settings: Settings, 
 # Reference evidence
 
 
+def imported_sources(start: list[Path]) -> list[Path]:
+    """The project's source files that `start` imports, directly or through each other, `start`
+    included: `course.*` and `grader.*` modules (and their packages' `__init__.py`), and the week
+    modules beside a file that it imports relatively (`from .week2_neural_networks import ...`).
+    Read from the syntax trees, imports inside functions included; nothing is run."""
+    found, todo = set(), list(start)
+    while todo:
+        path = todo.pop()
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                todo += [path.parent / f"{(node.module or alias.name).split('.')[0]}.py" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] in PACKAGES_FOR_CHILD:
+                    todo.append(REPO / parts[0] / "__init__.py")
+                    todo += [REPO.joinpath(*parts[:depth]).with_suffix(".py") for depth in range(2, len(parts) + 1)]
+    return sorted(found)
+
+
+def reference_sources(week: int, settings: Settings) -> list[Path]:
+    """The source files the child that records `week`'s reference evidence runs: its launcher and
+    child, the week's grader module, the solution, the library modules it withholds, and what they import."""
+    child = [REPO / "grader" / "launcher.py", REPO / "grader" / "child.py", REPO / "grader" / f"{WEEKS[week]}.py"]
+    child += [REPO.joinpath(*answer.module.split(".")).with_suffix(".py")  # the child imports them to withhold them
+              for answer in getattr(checks_module(week), "LIBRARY_ANSWERS", ())]
+    return imported_sources(child + [settings.solutions_dir / f"{WEEKS[week]}.py"])
+
+
 def fingerprint_files(week: int, settings: Settings) -> str:
-    """Hash of everything the reference evidence of `week` depends on."""
+    """Hash of everything the reference evidence of `week` depends on: `reference_sources`, the
+    library versions, the environment that changes XLA's results, the hidden seed."""
     digest = hashlib.sha256()
-    files = [settings.solutions_dir / f"{WEEKS[week]}.py"]
-    for package in PACKAGES_FOR_CHILD:
-        files += sorted((REPO / package).glob("*.py"))
-    for path in files:
+    for path in reference_sources(week, settings):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     for package in ("jax", "jaxlib", "flax", "optax", "numpy"):

@@ -522,3 +522,20 @@ def test_a_week_whose_checks_do_not_fit_its_probes_is_refused_when_it_loads():
         checks.validate(3, [good, good], probes)
     with pytest.raises(ValueError, match="names task '4.1'"):
         checks.validate(3, [dataclasses.replace(good, task="4.1")], probes)
+
+
+def test_the_reference_evidence_key_covers_what_the_child_imports_and_nothing_else(tmp_path):
+    """Editing a figure (course/viz.py) keeps every week's recorded reference evidence; editing what a
+    week's child imports (its solution, a course module it uses, the grader's week module) changes it."""
+    settings = runner.Settings(cache_dir=tmp_path)
+
+    def sources(week):
+        return {str(path.relative_to(runner.REPO)) for path in runner.reference_sources(week, settings)}
+
+    week1, week4, week6 = sources(1), sources(4), sources(6)
+    assert {"solutions/week4_simple_cnn.py", "solutions/week2_neural_networks.py", "course/layers.py",
+            "course/transforms.py", "grader/week4_simple_cnn.py", "grader/models.py", "grader/child.py",
+            "grader/launcher.py"} <= week4
+    assert not {"course/viz.py", "course/cli.py", "grader/batch.py", "grader/week2_neural_networks.py"} & (week4 | week1)
+    assert "solutions/week2_neural_networks.py" not in week1
+    assert "course/train.py" in week6 and "course/train.py" not in week4  # week 6's child withholds its answers
