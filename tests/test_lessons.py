@@ -39,7 +39,7 @@ def run_lesson(module_name: str, target: str):
     notebook = build.read_notebook(module_name)
     notebook.cells.insert(0, nbformat.v4.new_code_cell(INTERPRETER_CHECK))
     try:
-        build.execute(notebook, target=target, timeout=300)
+        build.execute(notebook, target=target, timeout=600)  # a cell; generous: CI machines are shared
     except nbclient.exceptions.CellExecutionError as error:
         return notebook, error
     return notebook, None
