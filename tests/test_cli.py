@@ -135,8 +135,6 @@ def test_a_stub_a_command_reaches_is_one_line_naming_the_task(monkeypatch, capsy
 
 ALTERNATIVE_MODELS = {  # a correct alternative the grader accepts -> (model, dataset)
     "MLP with other attribute names and one dropout per layer": ("mlp", "shapes_gray"),
-    "MLP hidden layers in an nnx.data list": ("mlp", "shapes_gray"),
-    "MLP as one nnx.Sequential": ("mlp", "shapes_gray"),
     "SimpleCNN with its layers in dicts and lax.reduce_window pooling": ("simple_cnn", "shapes_rgb"),
 }
 
