@@ -208,7 +208,7 @@ def first_layer_filters(model: nnx.Module, image_shape: tuple[int, int, int]) ->
     (H * W * C, units) as one image-sized filter per unit, (H, W, C, units)."""
     for path, module in layers.sublayers(model):
         if isinstance(module, nnx.Conv):
-            return first_conv_kernels(model)
+            return path.replace("/", "."), np.asarray(module.kernel.get_value())
         if isinstance(module, nnx.Linear):
             weights = np.asarray(module.kernel.get_value())
             if weights.shape[0] != math.prod(image_shape):
