@@ -35,6 +35,7 @@ ALEXNET_SIZE = 67  # the smallest input AlexNet takes: a 1x1x256 final map
 
 def jax_models():
     """name -> (model factory, the week's train_step, input shape (H, W, C))."""
+    from course import layers
     from solutions import week2_neural_networks as week2
     from solutions import week4_simple_cnn as week4
     from solutions import week5_lenet as week5
@@ -42,8 +43,11 @@ def jax_models():
 
     return {
         "mlp": (lambda: week2.MLP(rngs=nnx.Rngs(0)), week2.train_step, (28, 28, 1)),
-        "simple_cnn": (lambda: week4.SimpleCNN(rngs=nnx.Rngs(0)), week4.train_step, (32, 32, 3)),
-        "lenet5": (lambda: week5.LeNet5(rngs=nnx.Rngs(0)), week5.train_step, (32, 32, 1)),
+        # with the fast CPU convolution, as the training loop gives them (their recipes ask for it)
+        "simple_cnn": (lambda: layers.use_fast_convolutions(week4.SimpleCNN(rngs=nnx.Rngs(0))), week4.train_step,
+                       (32, 32, 3)),
+        "lenet5": (lambda: layers.use_fast_convolutions(week5.LeNet5(rngs=nnx.Rngs(0))), week5.train_step,
+                   (32, 32, 1)),
         "alexnet": (lambda: week6.AlexNet(input_size=ALEXNET_SIZE, rngs=nnx.Rngs(0)), week6.train_step,
                     (ALEXNET_SIZE, ALEXNET_SIZE, 3)),
     }

@@ -1,12 +1,13 @@
 """Mixed precision: `course train MODEL --precision bf16`.
 
-In "bf16", every `nnx.Linear` and `nnx.Conv` of a model (`course.layers.Conv` included) computes in
-bfloat16: it casts its input, kernel and bias to bfloat16 (its `dtype`, applied by flax's
-`promote_dtype`), so the matrix products and convolutions, nearly all of a network's arithmetic, run
-on a GPU's bfloat16 units, and the activations between layers are bfloat16 too (half the memory
-traffic). The parameters stay float32 (`param_dtype` is untouched): their gradients and the optimizer
-state are float32, and small updates are not lost to rounding. bfloat16 keeps float32's range with
-an 8-bit mantissa (about 3 significant digits), so no loss scaling is needed.
+In "bf16", every `nnx.Linear` and `nnx.Conv` of a model (with the fast CPU convolution of
+`course.layers.use_fast_convolutions` or without) computes in bfloat16: it casts its input, kernel
+and bias to bfloat16 (its `dtype`, applied by flax's `promote_dtype`), so the matrix products and
+convolutions, nearly all of a network's arithmetic, run on a GPU's bfloat16 units, and the
+activations between layers are bfloat16 too (half the memory traffic). The parameters stay float32
+(`param_dtype` is untouched): their gradients and the optimizer state are float32, and small updates
+are not lost to rounding. bfloat16 keeps float32's range with an 8-bit mantissa (about 3 significant
+digits), so no loss scaling is needed.
 
 The output layer (the last Linear or Conv that `__init__` defines) stays float32: it takes the
 bfloat16 activations, computes in float32, and so the logits, the softmax and the loss are float32.

@@ -34,6 +34,9 @@ class Recipe:
       validation_fraction: share of the training split held out (`course.data.validation_split`,
         a fixed seed) to choose the best checkpoint; the test split is never used for that, so every
         recipe holds one out (default: a tenth).
+      fast_cpu_convolution: the training loop computes the model's `nnx.Conv` layers as patches
+        times kernel on the CPU (`course.layers.use_fast_convolutions`: same values and gradients),
+        which trains small images faster there (docs/performance.md); no change on GPUs and TPUs.
     """
 
     model: Callable[[nnx.Rngs], nnx.Module]
@@ -50,6 +53,7 @@ class Recipe:
     augment: Callable[[jax.Array | None, jax.Array, bool], jax.Array] | None = None
     batches: Callable[[jax.Array, int, int], tuple[jax.Array, jax.Array]] | None = None
     validation_fraction: float = 0.1
+    fast_cpu_convolution: bool = False
 
     def __post_init__(self):
         if self.dataset not in self.datasets:

@@ -32,7 +32,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from course import data
+from course import data, layers
 from course.files import write_atomically
 from course.precision import set_precision
 from course.recipe import Recipe
@@ -77,9 +77,12 @@ def learning_rate_schedule(recipe: Recipe, learning_rate: float, total_steps: in
 
 
 def build(recipe: Recipe, settings: Settings, steps_per_epoch: int) -> tuple[nnx.Module, nnx.Optimizer]:
-    """The recipe's model, seeded by `settings.seed`, in `settings.precision` (`course.precision`), and
-    its optimizer over the model's `nnx.Param`s."""
+    """The recipe's model, seeded by `settings.seed`, in `settings.precision` (`course.precision`),
+    with the fast CPU convolution where the recipe asks for it, and its optimizer over the model's
+    `nnx.Param`s."""
     model = set_precision(recipe.model(nnx.Rngs(settings.seed)), settings.precision)
+    if recipe.fast_cpu_convolution:
+        layers.use_fast_convolutions(model)
     total_steps = max(1, settings.epochs * steps_per_epoch)
     schedule = learning_rate_schedule(recipe, settings.learning_rate, total_steps, steps_per_epoch)
     optimizer = nnx.Optimizer(model, recipe.optimizer(schedule), wrt=nnx.Param)

@@ -39,15 +39,41 @@ class Part:
 Judge = Callable[[dict, dict], list[Part]]
 
 
-@dataclasses.dataclass(frozen=True)
+def reading(*keys: str) -> Callable[[Judge], Judge]:
+    """Decorator: marks a judge with the evidence keys it reads (`reads(judge)`; "grad:*" is every key
+    starting with "grad:"). The tests match them against what each probe records on the reference, so
+    a mistyped key fails a test instead of costing every student the check's points."""
+
+    def mark(judge: Judge) -> Judge:
+        judge.reads = tuple(keys)
+        return judge
+
+    return mark
+
+
+def reads(judge: Judge) -> tuple[str, ...]:
+    """The evidence keys `judge` reads (`reading`); () for a judge that does not say."""
+    return getattr(judge, "reads", ())
+
+
+def missing_keys(judge: Judge, evidence: dict) -> list[str]:
+    """The keys `judge` reads (`reads`) that `evidence` (a probe's record on the reference) lacks."""
+    def present(key):
+        return any(name.startswith(key[:-1]) for name in evidence) if key.endswith("*") else key in evidence
+    return [key for key in reads(judge) if not present(key)]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Check:
-    """One graded test.
+    """One graded test, declared with keywords: `Check(name=..., task=..., function=..., points=...,
+    judge=...)`.
 
     Attributes:
       name: short unique name, e.g. "conv2d: values".
       task: the exercise's task id ("3.1") and function ("conv2d"), as the exercise file shows them.
       points: the most this check awards.
-      probe: key of the probe in the week's PROBES whose evidence the judge reads.
+      probe: key of the probe in the week's PROBES whose evidence the judge reads (default: the
+        function's name).
       judge: (got, expected) evidence -> parts.
       hint: what to look at when the check fails.
       visibility: Gradescope visibility; "after_due_date" hides the result until the deadline there.
@@ -59,13 +85,15 @@ class Check:
     task: str
     function: str
     points: float
-    probe: str
     judge: Judge
+    probe: str = ""
     hint: str = ""
     visibility: str = "visible"
     hidden: bool = False
 
     def __post_init__(self):
+        if not self.probe:
+            object.__setattr__(self, "probe", self.function)
         if self.visibility not in VISIBILITIES:
             raise ValueError(f"check {self.name!r}: visibility must be one of {VISIBILITIES}")
         if self.points <= 0:
@@ -244,6 +272,7 @@ def same(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, atol:
     (another part, within `rtol` and `atol` times the expected array's largest magnitude)."""
     what = what or key
 
+    @reading(key)
     def judge(got: dict, expected: dict) -> list[Part]:
         if key not in expected:
             raise KeyError(f"reference evidence lacks {key}")
@@ -264,6 +293,7 @@ def values(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, ato
     """Judge: one part, passed when the array under `key` matches the reference's in shape and values."""
     what = what or key
 
+    @reading(key)
     def judge(got: dict, expected: dict) -> list[Part]:
         missing = absent(got, key, what, weight)
         if missing:
@@ -277,6 +307,7 @@ def values(key: str, what: str | None = None, *, rtol: float = DEFAULT_RTOL, ato
 def finite(key: str, what: str, weight: float = 1.0, hint: str = "") -> Judge:
     """Judge: the array under `key` is all finite (no inf, no NaN), whatever its values."""
 
+    @reading(key)
     def judge(got: dict, expected: dict) -> list[Part]:
         missing = absent(got, key, what, weight)
         if missing:
@@ -295,6 +326,7 @@ def jit_agrees(jit_key: str, eager_key: str, what: str = "works under jax.jit",
     result (`eager_key`) is right, and fails when the jitted one (`jit_key`) then is not; with a wrong
     or missing eager result there is nothing to say about jit (no part)."""
 
+    @reading(jit_key, eager_key)
     def judge(got: dict, expected: dict) -> list[Part]:
         if eager_key not in got:
             return []
@@ -316,6 +348,7 @@ def self_reported(judge: Judge, *keys: str) -> Judge:
     docstring), for properties that only the graded process can observe. Judged only where the
     evidence holds every one of `keys`: when the probe failed, the scored parts already say why."""
 
+    @reading(*reads(judge))
     def reported(got: dict, expected: dict) -> list[Part]:
         if not all(key in got for key in keys):
             return []
@@ -328,6 +361,7 @@ def self_reported(judge: Judge, *keys: str) -> Judge:
 def flag(key: str, what: str, weight: float = 1.0, failed: str = "", hint: str = "") -> Judge:
     """Judge: the graded code's boolean `key` equals the reference's (e.g. 'two train-mode calls differ')."""
 
+    @reading(key)
     def judge(got: dict, expected: dict) -> list[Part]:
         missing = absent(got, key, what, weight)
         if missing:
@@ -341,6 +375,7 @@ def flag(key: str, what: str, weight: float = 1.0, failed: str = "", hint: str =
 def all_of(*judges: Judge) -> Judge:
     """Judge made of several judges' parts."""
 
+    @reading(*[key for one in judges for key in reads(one)])
     def judge(got: dict, expected: dict) -> list[Part]:
         return [part for one in judges for part in one(got, expected)]
 
@@ -363,6 +398,7 @@ def layers_match(key: str = "layers", count_key: str = "parameter_count", *, con
     `context` (how the model was built) starts every detail."""
     start = f"{context}: " if context else ""
 
+    @reading(key, count_key)
     def judge(got: dict, expected: dict) -> list[Part]:
         missing = absent(got, key, "model layers", weight_layers + weight_settings + weight_count)
         if missing:
@@ -433,6 +469,7 @@ def parameters_match(prefix: str, what: str, *, rtol: float = DEFAULT_RTOL, atol
     """Judge: every array whose key starts with `prefix` (e.g. "grad:") matches the reference's;
     the feedback names the first differing parameter path."""
 
+    @reading(prefix + "*")
     def judge(got: dict, expected: dict) -> list[Part]:
         keys = sorted(key for key in expected if key.startswith(prefix))
         failure_key = prefix.rstrip(":")
@@ -450,12 +487,14 @@ def parameters_match(prefix: str, what: str, *, rtol: float = DEFAULT_RTOL, atol
     return judge
 
 
-def hidden(name: str, task: str, function: str, probe: str, *keys: str, points: float = 1.0,
-           rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> Check:
-    """A hidden check: `probe` run again on inputs from the instructor's secret seed, the arrays under
-    `keys` judged on their values alone (a right shape earns nothing: replayed answers score 0)."""
-    return Check(f"{name} (hidden inputs)", task, function, points, HIDDEN_PREFIX + probe,
-                 all_of(*[values(key, rtol=rtol, atol=atol) for key in keys]),
+def hidden(*, task: str, function: str, keys: tuple[str, ...], name: str = "", probe: str = "",
+           points: float = 1.0, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> Check:
+    """A hidden check: `probe` (default: `function`) run again on inputs from the instructor's secret
+    seed, the arrays under `keys` judged on their values alone (a right shape earns nothing: replayed
+    answers score 0). Named `name` (default: `function`) plus " (hidden inputs)"."""
+    name, probe = name or function, probe or function
+    return Check(name=f"{name} (hidden inputs)", task=task, function=function, points=points,
+                 probe=HIDDEN_PREFIX + probe, judge=all_of(*[values(key, rtol=rtol, atol=atol) for key in keys]),
                  hint="the same computation as the public checks on other inputs: when those pass and this fails, "
                       "something is fixed to the public inputs' shapes or values", visibility="after_due_date",
                  hidden=True)

@@ -21,7 +21,7 @@ from flax import nnx
 
 from grader import probing
 from grader.checks import (Check, DEFAULT_ATOL, DEFAULT_RTOL, Part, all_of, compare, flag, hidden, jit_agrees,
-                           layers_match, parameters_match, values)
+                           layers_match, parameters_match, reading, values)
 from grader.probing import attempt, block, describe, grafted_model, normal, reference_model, rng, stand_ins
 
 
@@ -277,6 +277,7 @@ def outputs_judge(spec: ModelSpec):
     """Judge of eval-mode outputs: shape, values and one example alone; a value difference names
     the first layer whose input differs, at which arguments and input shape."""
 
+    @reading("eval_output", "first_row", "input:*")
     def judge(got: dict, expected: dict) -> list[Part]:
         parts = []
         for key, what, weight in (("eval_output", "outputs in eval mode", 3.0), ("first_row", "one example alone", 1.0)):
@@ -296,6 +297,7 @@ def dropout_judge(spec: ModelSpec):
     """Judge of dropout: off in eval mode, in the reference's places (a fixed mask shows them), and a
     fresh random mask at every training call."""
 
+    @reading("eval_repeatable", "fixed_mask_output", "dropout_feeds", "train_calls_differ")
     def judge(got: dict, expected: dict) -> list[Part]:
         parts = flag("eval_repeatable", "no dropout in eval mode",
                      failed="two calls in eval mode gave different outputs: dropout is still on after model.eval()",
@@ -323,26 +325,31 @@ def checks(spec: ModelSpec) -> list[Check]:
     other = {**spec.kwargs, **spec.other_kwargs}
     p = spec.points_call
     return [
-        Check(f"{spec.name}: layers and parameter count", spec.init_task, init, spec.points_init * 0.6, f"{spec.name}.init",
-              layers_match(context=f"built as {spec.built(spec.kwargs)}"),
+        Check(name=f"{spec.name}: layers and parameter count", task=spec.init_task, function=init,
+              points=spec.points_init * 0.6, probe=f"{spec.name}.init",
+              judge=layers_match(context=f"built as {spec.built(spec.kwargs)}"),
               hint="compare each layer's sizes, kernel, stride and padding with the docstring"),
-        Check(f"{spec.name}: layers follow the constructor's arguments", spec.init_task, init, spec.points_init * 0.4,
-              f"{spec.name}.init", layers_match("layers" + OTHER, "parameter_count" + OTHER,
-                                                 context=f"built as {spec.built(other)}"),
+        Check(name=f"{spec.name}: layers follow the constructor's arguments", task=spec.init_task, function=init,
+              points=spec.points_init * 0.4, probe=f"{spec.name}.init",
+              judge=layers_match("layers" + OTHER, "parameter_count" + OTHER,
+                                  context=f"built as {spec.built(other)}"),
               hint=f"use the arguments ({', '.join(spec.other_kwargs)}) instead of the default numbers"),
-        Check(f"{spec.name}: outputs with reference parameters", spec.call_task, call, p * 0.5, f"{spec.name}.call",
-              all_of(outputs_judge(spec), jit_agrees("jit_output", "eval_output", "outputs under nnx.jit")),
+        Check(name=f"{spec.name}: outputs with reference parameters", task=spec.call_task, function=call,
+              points=p * 0.5, probe=f"{spec.name}.call",
+              judge=all_of(outputs_judge(spec), jit_agrees("jit_output", "eval_output", "outputs under nnx.jit")),
               hint="check the order of layers, each activation, the pooling and the flatten order"),
-        Check(f"{spec.name}: parameter gradients", spec.call_task, call, p * 0.2, f"{spec.name}.call",
-              parameters_match("grad:", "gradient of the training loss for every parameter"),
+        Check(name=f"{spec.name}: parameter gradients", task=spec.call_task, function=call, points=p * 0.2,
+              probe=f"{spec.name}.call",
+              judge=parameters_match("grad:", "gradient of the training loss for every parameter"),
               hint="every layer must be used once, in order; no jax.lax.stop_gradient, no numpy conversions"),
-        Check(f"{spec.name}: dropout only in training, in its places", spec.call_task, call, p * 0.15,
-              f"{spec.name}.call", dropout_judge(spec)),
-        Check(f"{spec.name}: short training on synthetic data", spec.call_task, call, p * 0.15, f"{spec.name}.call",
-              values("losses", "losses of 5 SGD steps (lr 0.05) from the reference parameters", rtol=2e-2, atol=2e-3),
-              hint="the loss must fall as the reference's does: check the gradients first",
-              visibility="after_due_date"),
-        hidden(f"{spec.name}: outputs", spec.call_task, call, f"{spec.name}.outputs", "outputs", points=2),
+        Check(name=f"{spec.name}: dropout only in training, in its places", task=spec.call_task, function=call,
+              points=p * 0.15, probe=f"{spec.name}.call", judge=dropout_judge(spec)),
+        Check(name=f"{spec.name}: short training on synthetic data", task=spec.call_task, function=call,
+              points=p * 0.15, probe=f"{spec.name}.call",
+              judge=values("losses", "losses of 5 SGD steps (lr 0.05) from the reference parameters", rtol=2e-2, atol=2e-3),
+              hint="the loss must fall as the reference's does: check the gradients first", visibility="after_due_date"),
+        hidden(name=f"{spec.name}: outputs", task=spec.call_task, function=call, probe=f"{spec.name}.outputs",
+               keys=("outputs",), points=2),
     ]
 
 

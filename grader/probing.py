@@ -147,7 +147,7 @@ def _plain(value):
 
 
 def kind_of(layer) -> str:
-    """The Flax class a layer is, or derives from ("Conv" for course.layers.Conv); else its own class name."""
+    """The Flax class a layer is, or derives from ("Conv" for a subclass of nnx.Conv); else its own class name."""
     for cls in type(layer).__mro__:
         if cls.__module__.startswith("flax.") and cls.__name__ in LAYER_SETTINGS:
             return cls.__name__

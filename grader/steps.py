@@ -21,7 +21,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from course.steps import make_train_step, softmax_cross_entropy
-from grader.checks import Check, Judge, Part, all_of, flag, hidden, parameters_match, same, self_reported
+from grader.checks import (Check, Judge, Part, all_of, flag, hidden, parameters_match, reading, same,
+                           self_reported)
 from grader.probing import PartFailure, attempt, block, normal, rng
 
 NUM_CLASSES = 5
@@ -150,8 +151,8 @@ def _traces_judge(function: str) -> Judge:
 
 def train_step_checks(task: str) -> list[Check]:
     return [
-        Check("train_step: loss, accuracy, parameters and optimizer state after one step", task, "train_step", 6,
-              "train_step", all_of(
+        Check(name="train_step: loss, accuracy, parameters and optimizer state after one step", task=task,
+              function="train_step", points=6, judge=all_of(
                   same("train:loss", "loss of the batch before the update", shape_weight=0.5, value_weight=1.0),
                   same("train:accuracy", "accuracy of the batch before the update", shape_weight=0.5, value_weight=0.5),
                   parameters_match("param:", "parameters after one Adam step", weight=2.0),
@@ -159,25 +160,25 @@ def train_step_checks(task: str) -> list[Check]:
                   _traces_judge("train_step")),
               hint="take nnx.value_and_grad of cross_entropy(model(images), labels) with respect to the model, "
                    "then call optimizer.update(model, grads) once"),
-        Check("train_step: a new dropout mask at every step", task, "train_step", 1, "train_step",
-              flag("new_dropout_mask", "a second step from the same parameters draws another dropout mask",
-                   failed="a second step from the same parameters and optimizer state gave the same loss: "
-                          "the dropout keys did not move on",
-                   hint="let nnx.jit carry the model (its Rngs included) in and out; with nnx.split/nnx.merge, "
-                        "update the model with the whole new state, not the parameters alone")),
+        Check(name="train_step: a new dropout mask at every step", task=task, function="train_step", points=1,
+              judge=flag("new_dropout_mask", "a second step from the same parameters draws another dropout mask",
+                         failed="a second step from the same parameters and optimizer state gave the same loss: "
+                                "the dropout keys did not move on",
+                         hint="let nnx.jit carry the model (its Rngs included) in and out; with nnx.split/nnx.merge, "
+                              "update the model with the whole new state, not the parameters alone")),
     ]
 
 
 def eval_step_checks(task: str) -> list[Check]:
     return [
-        Check("eval_step: loss and accuracy", task, "eval_step", 2, "eval_step",
-              all_of(same("eval:loss", "loss"), same("eval:accuracy", "accuracy")),
+        Check(name="eval_step: loss and accuracy", task=task, function="eval_step", points=2,
+              judge=all_of(same("eval:loss", "loss"), same("eval:accuracy", "accuracy")),
               hint="cross_entropy and accuracy of model(images): one forward pass"),
-        Check("eval_step: changes nothing", task, "eval_step", 2, "eval_step", all_of(
+        Check(name="eval_step: changes nothing", task=task, function="eval_step", points=2, judge=all_of(
             flag("unchanged", "the model's state is the same after eval_step",
                  failed="eval_step changed the model's state", hint="no gradient and no update in eval_step"),
             _traces_judge("eval_step"))),
-        hidden("eval_step", task, "eval_step", "eval_step", "eval:loss", "eval:accuracy"),
+        hidden(task=task, function="eval_step", keys=("eval:loss", "eval:accuracy")),
     ]
 
 
@@ -297,6 +298,7 @@ def probe_data_parallel(week, given) -> dict:
     return results
 
 
+@reading("param:*", "one_device:*")
 def _equals_one_device_step(got: dict, expected: dict) -> list[Part]:
     """The parameters after the sharded step against the reference's one-device step."""
     one_device = {"param:" + key[len("one_device:"):]: value for key, value in expected.items()
@@ -307,12 +309,14 @@ def _equals_one_device_step(got: dict, expected: dict) -> list[Part]:
 
 def data_parallel_checks(shard_task: str, replicate_task: str) -> list[Check]:
     return [
-        Check("shard_batch: the batch split over 8 devices", shard_task, "shard_batch", 2, "data_parallel", all_of(
+        Check(name="shard_batch: the batch split over 8 devices", task=shard_task, function="shard_batch", points=2,
+              probe="data_parallel", judge=all_of(
             self_reported(flag("sharded", "each of 8 devices holds its own 1/8 of the rows, in order",
                                failed="the batch is not split along its first axis over the mesh's 8 devices",
                                hint="jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))"), "sharded"),
             flag("sharded_values", "the values are the batch's own", failed="the placed batch has other values"))),
-        Check("replicate: every array on every device", replicate_task, "replicate", 2, "data_parallel", all_of(
+        Check(name="replicate: every array on every device", task=replicate_task, function="replicate", points=2,
+              probe="data_parallel", judge=all_of(
             self_reported(flag("replicated", "each array of the state whole on all 8 devices",
                                failed="some array of the state is not a full copy on each of the mesh's 8 devices",
                                hint="jax.device_put(tree, NamedSharding(mesh, PartitionSpec())): an empty spec "
@@ -320,6 +324,6 @@ def data_parallel_checks(shard_task: str, replicate_task: str) -> list[Check]:
             flag("replicated_values", "the same tree of arrays, with the state's own values",
                  failed="the returned state differs from the one passed in (its structure, or some array's values)",
                  hint="place the whole tree as it is: jax.device_put(tree, sharding) keeps every value"))),
-        Check("the sharded step equals the one-device step", replicate_task, "replicate", 1, "data_parallel",
-              _equals_one_device_step),
+        Check(name="the sharded step equals the one-device step", task=replicate_task, function="replicate", points=1,
+              probe="data_parallel", judge=_equals_one_device_step),
     ]

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from grader import models
-from grader.checks import HIDDEN_PREFIX, Check, Part, absent, all_of, hidden, jit_agrees, same, values
+from grader.checks import (HIDDEN_PREFIX, Check, Part, absent, all_of, hidden, jit_agrees, reading, same,
+                           values)
 from grader.probing import attempt, block, normal, rng, stand_ins
 
 SIMPLE_CNN = models.ModelSpec("SimpleCNN", "4.1", "4.2", input_shape=(32, 32, 3), other_kwargs={"num_classes": 7})
@@ -117,6 +118,7 @@ def _is_array_like(got, key, reference) -> Part | None:
     return None
 
 
+@reading("augmented", "inputs", "uint8")
 def crop_flip_geometry(got: dict, expected: dict) -> list[Part]:
     missing = absent(got, "augmented", "augmented images", 3.0)
     if missing is not None:
@@ -139,6 +141,7 @@ def crop_flip_geometry(got: dict, expected: dict) -> list[Part]:
     ]
 
 
+@reading("augmented", "inputs", "again", "other_key")
 def crop_flip_randomness(got: dict, expected: dict) -> list[Part]:
     missing = absent(got, "augmented", "augmented images", 1.0)
     if missing is not None:
@@ -166,6 +169,7 @@ def crop_flip_randomness(got: dict, expected: dict) -> list[Part]:
     return parts
 
 
+@reading("augmented", "compiles")
 def crop_flip_jit(got: dict, expected: dict) -> list[Part]:
     """Self-reported (never scored: the graded process can make `jax.jit` leave the function eager, see
     `grader.checks`): whether random_crop_flip compiled, said only when the plain call worked."""
@@ -180,6 +184,7 @@ def crop_flip_jit(got: dict, expected: dict) -> list[Part]:
     return [Part(what, 0.0, bool(got["compiles"]), "", self_reported=True)]
 
 
+@reading("batches")
 def batches_order(got: dict, expected: dict) -> list[Part]:
     missing = absent(got, "batches", "batches", 3.0)
     if missing is not None:
@@ -201,6 +206,7 @@ def batches_order(got: dict, expected: dict) -> list[Part]:
     ]
 
 
+@reading("batches", "again", "other_key")
 def batches_keys(got: dict, expected: dict) -> list[Part]:
     missing = absent(got, "batches", "batches", 2.0)
     if missing is not None:
@@ -214,6 +220,7 @@ def batches_keys(got: dict, expected: dict) -> list[Part]:
     return parts
 
 
+@reading("step_keys")
 def step_keys_differ(got: dict, expected: dict) -> list[Part]:
     missing = absent(got, "step_keys", "step keys", 1.0)
     if missing is not None:
@@ -230,24 +237,25 @@ def step_keys_differ(got: dict, expected: dict) -> list[Part]:
 
 CHECKS = [
     *models.checks(SIMPLE_CNN),
-    Check("random_crop_flip: shifted within the padding, maybe mirrored", "4.3", "random_crop_flip", 4,
-          "random_crop_flip", all_of(crop_flip_geometry, crop_flip_jit)),
-    Check("random_crop_flip: driven by the key", "4.3", "random_crop_flip", 2, "random_crop_flip",
-          crop_flip_randomness),
-    Check("shuffled_batches: each example at most once, shuffled", "4.4", "shuffled_batches", 2, "shuffled_batches",
-          batches_order),
-    Check("shuffled_batches: the order follows the key", "4.4", "shuffled_batches", 1, "shuffled_batches",
-          batches_keys, hint="draw the order from (a key split from) the key passed in"),
-    Check("shuffled_batches: a new key for every step", "4.4", "shuffled_batches", 1, "shuffled_batches",
-          step_keys_differ),
-    Check("augment: random_crop_flip with padding 2 in training", "4.5", "augment", 1.5, "augment",
-          all_of(same("training", "training batch"), jit_agrees("jit", "training", "works under jax.jit")),
+    Check(name="random_crop_flip: shifted within the padding, maybe mirrored", task="4.3", function="random_crop_flip",
+          points=4, judge=all_of(crop_flip_geometry, crop_flip_jit)),
+    Check(name="random_crop_flip: driven by the key", task="4.3", function="random_crop_flip", points=2,
+          judge=crop_flip_randomness),
+    Check(name="shuffled_batches: each example at most once, shuffled", task="4.4", function="shuffled_batches",
+          points=2, judge=batches_order),
+    Check(name="shuffled_batches: the order follows the key", task="4.4", function="shuffled_batches", points=1,
+          judge=batches_keys, hint="draw the order from (a key split from) the key passed in"),
+    Check(name="shuffled_batches: a new key for every step", task="4.4", function="shuffled_batches", points=1,
+          judge=step_keys_differ),
+    Check(name="augment: random_crop_flip with padding 2 in training", task="4.5", function="augment", points=1.5,
+          judge=all_of(same("training", "training batch"), jit_agrees("jit", "training", "works under jax.jit")),
           hint="random_crop_flip(key, images, padding=2) when training is True"),
-    Check("augment: the images as they are at evaluation", "4.5", "augment", 1.5, "augment",
-          all_of(values("evaluation", "evaluation batch (key None)"),
-                 values("evaluation_with_key", "evaluation batch (with a key)")),
+    Check(name="augment: the images as they are at evaluation", task="4.5", function="augment", points=1.5,
+          judge=all_of(values("evaluation", "evaluation batch (key None)"),
+                       values("evaluation_with_key", "evaluation batch (with a key)")),
           hint="evaluation must see the real images: no random change when training is False"),
-    Check("random_crop_flip: shifted within the padding, maybe mirrored (hidden inputs)", "4.3", "random_crop_flip", 1,
-          HIDDEN_PREFIX + "random_crop_flip", crop_flip_geometry, visibility="after_due_date", hidden=True),
-    hidden("augment", "4.5", "augment", "augment", "training", "evaluation"),
+    Check(name="random_crop_flip: shifted within the padding, maybe mirrored (hidden inputs)", task="4.3",
+          function="random_crop_flip", points=1, probe=HIDDEN_PREFIX + "random_crop_flip", judge=crop_flip_geometry,
+          visibility="after_due_date", hidden=True),
+    hidden(task="4.5", function="augment", keys=("training", "evaluation")),
 ]

@@ -40,12 +40,12 @@ PROBES = {
 }
 
 CHECKS = [
-    Check("resize_227: bilinear resize", "6.1", "resize_227", 2, "resize_227", same("resized"),
+    Check(name="resize_227: bilinear resize", task="6.1", function="resize_227", points=2, judge=same("resized"),
           hint="transforms.resize(images, 227)"),
-    Check("final_map_size: sizes", "6.2", "final_map_size", 2, "final_map_size",
-          all_of(*[same(f"size_{size}", f"input {size}", shape_weight=0, value_weight=1) for size in (67, 99, 131, 227, 300)]),
+    Check(name="final_map_size: sizes", task="6.2", function="final_map_size", points=2,
+          judge=all_of(*[same(f"size_{size}", f"input {size}", shape_weight=0, value_weight=1) for size in (67, 99, 131, 227, 300)]),
           hint="C1: (s - 11) // 4 + 1, then three times (s - 3) // 2 + 1"),
     *models.checks(ALEXNET),
     *steps.data_parallel_checks("6.5", "6.6"),
-    hidden("resize_227", "6.1", "resize_227", "resize_227", "resized"),
+    hidden(task="6.1", function="resize_227", keys=("resized",)),
 ]

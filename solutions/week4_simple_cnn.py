@@ -34,9 +34,9 @@ class SimpleCNN(nnx.Module):
     """
 
     def __init__(self, num_classes: int = 10, *, rngs: nnx.Rngs):
-        # BEGIN TASK 4.1: two 3x3 layers.Conv (padding 1), three Linear layers, nnx.Dropout(0.4)
-        self.conv1 = layers.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)
-        self.conv2 = layers.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)
+        # BEGIN TASK 4.1: two 3x3 nnx.Conv (padding 1), three Linear layers, nnx.Dropout(0.4)
+        self.conv1 = nnx.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)
+        self.conv2 = nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)
         self.fc1 = nnx.Linear(8 * 8 * 25, 128, rngs=rngs)
         self.fc2 = nnx.Linear(128, 64, rngs=rngs)
         self.dropout = nnx.Dropout(0.4, rngs=rngs)
@@ -171,5 +171,6 @@ RECIPES = {
         augment=augment,
         batches=shuffled_batches,
         validation_fraction=0.2,
+        fast_cpu_convolution=True,
     ),
 }

@@ -484,9 +484,9 @@ def test_the_jit_part_is_reported_not_scored_and_only_when_the_eager_result_is_r
         return {ev.STATUS: ev.to_array("ok"), "eager": np.float32(eager), "jit": np.float32(jitted)}
 
     expected = record(1.0, 1.0)
-    alone = checks.Check("jit alone", "9.9", "f", 2, "f", checks.jit_agrees("jit", "eager"))
-    with_values = checks.Check("values and jit", "9.9", "f", 2, "f",
-                               checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
+    alone = checks.Check(name="jit alone", task="9.9", function="f", points=2, judge=checks.jit_agrees("jit", "eager"))
+    with_values = checks.Check(name="values and jit", task="9.9", function="f", points=2,
+                               judge=checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
     assert checks.judge_check(alone, 9, record(1.0, 1.0), expected, "").score == 2
     jit_bug = checks.judge_check(alone, 9, record(1.0, 5.0), expected, "")  # right eagerly, wrong jitted: reported
     assert jit_bug.score == 2 and jit_bug.feedback[0].startswith("reported by your code, not scored: works under")
@@ -498,7 +498,7 @@ def test_the_jit_part_is_reported_not_scored_and_only_when_the_eager_result_is_r
 def test_not_attempted_says_a_reason_other_than_the_stubs_own():
     from grader import checks
 
-    check = checks.Check("f: values", "9.1", "f", 2, "f", checks.values("out"))
+    check = checks.Check(name="f: values", task="9.1", function="f", points=2, judge=checks.values("out"))
     stub = "NotImplementedError: Task 9.1 (f): not attempted"
     reason = "NotImplementedError: Task 9.1 (f) hands its work to course.x.f, the course's own code for it"
     assert checks.not_attempted(check, 9, [stub]).feedback == ["Task 9.1 (f): not attempted"]
@@ -507,14 +507,35 @@ def test_not_attempted_says_a_reason_other_than_the_stubs_own():
     assert told.feedback == ["Task 9.1 (f): not attempted", reason.removeprefix("NotImplementedError: ")]
 
 
+def test_every_judge_reads_evidence_that_its_probe_records(settings, solution_reports):
+    """The evidence keys each judge reads (`checks.reads`) against its probe's record on the
+    solutions: a mistyped key fails here instead of costing every student the check's points."""
+    from grader import checks
+
+    judged = 0
+    for week in runner.WEEKS:
+        recorded = runner.load_folder(runner.reference_folder(week, settings))
+        for check in runner.checks_module(week).CHECKS:
+            assert checks.reads(check.judge), f"week {week}: {check.name!r} does not say what it reads"
+            assert checks.missing_keys(check.judge, recorded[check.probe]) == [], (week, check.name)
+            judged += 1
+    assert judged == sum(len(runner.checks_module(week).CHECKS) for week in runner.WEEKS) > 100
+    week1 = runner.load_folder(runner.reference_folder(1, settings))["mse_loss"]
+    typo = checks.all_of(checks.same("loss"), checks.jit_agrees("jitted", "loss"), checks.parameters_match("grad:", "x"))
+    assert checks.missing_keys(typo, week1) == ["jitted", "grad:*"]
+
+
 def test_a_week_whose_checks_do_not_fit_its_probes_is_refused_when_it_loads():
     from grader import checks
 
     for week in runner.WEEKS:  # the real weeks load (runner.checks_module validates them)
         assert runner.checks_module(week).CHECKS
     probes = {"conv2d": None}
-    good = checks.Check("conv2d: values", "3.1", "conv2d", 2, "conv2d", checks.same("out"))
-    checks.validate(3, [good, checks.hidden("conv2d", "3.1", "conv2d", "conv2d", "out")], probes)
+    good = checks.Check(name="conv2d: values", task="3.1", function="conv2d", points=2, judge=checks.same("out"))
+    assert good.probe == "conv2d"  # a probe named after its function need not be named again
+    with pytest.raises(TypeError):  # a check is declared with keywords only
+        checks.Check("conv2d: values", "3.1", "conv2d", 2, checks.same("out"))
+    checks.validate(3, [good, checks.hidden(task="3.1", function="conv2d", keys=("out",))], probes)
     typo = dataclasses.replace(good, name="conv2d: bias", probe="conv2D")
     with pytest.raises(ValueError, match="check 'conv2d: bias' reads probe 'conv2D', which is not in PROBES"):
         checks.validate(3, [good, typo], probes)

@@ -151,7 +151,7 @@ def _record(**arrays) -> dict:
     return {ev.STATUS: ev.to_array("ok"), **{key: np.asarray(value) for key, value in arrays.items()}}
 
 
-TRACED = checks.Check("step: values", "9.9", "step", 3, "step", checks.all_of(
+TRACED = checks.Check(name="step: values", task="9.9", function="step", points=3, judge=checks.all_of(
     checks.values("loss"),
     checks.self_reported(checks.flag("traced_once", "compiled once", failed="traced 3 times", hint="use nnx.jit"),
                          "traced_once")))
@@ -181,8 +181,8 @@ def test_the_jit_part_is_reported_only_when_the_eager_result_is_right():
     def record(eager, jitted):
         return _record(eager=np.float32(eager), jit=np.float32(jitted))
 
-    check = checks.Check("values and jit", "9.9", "f", 2, "f",
-                         checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
+    check = checks.Check(name="values and jit", task="9.9", function="f", points=2,
+                         judge=checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
     expected = record(1.0, 1.0)
     right_under_jit = checks.judge_check(check, 9, record(1.0, 1.0), expected, "")
     wrong_under_jit = checks.judge_check(check, 9, record(1.0, 5.0), expected, "")

@@ -52,7 +52,7 @@ def test_max_pool_gradient_shares_ties_like_jax_grad_of_a_max():
     np.testing.assert_allclose(fast_grad[0, :, :, 0], [[1, 1, 0, 5 / 3], [0, 1, 5 / 3, 5 / 3]], rtol=1e-6)
 
 
-# Convolution: layers.im2col_conv, layers.conv_general_dilated and layers.Conv against lax / nnx.Conv.
+# Convolution: layers.im2col_conv, layers.conv_general_dilated and layers.use_fast_convolutions against lax / nnx.Conv.
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -129,14 +129,30 @@ def test_conv_general_dilated_falls_back_to_lax_for_other_cases(options):
                                jax.lax.conv_general_dilated(images, kernel, **arguments), rtol=1e-6, atol=1e-6)
 
 
+class NestedConvolutions(nnx.Module):
+    """Plain `nnx.Conv` layers, one of them inside a list, as a student writes them."""
+
+    def __init__(self, conv_arguments: dict, rngs: nnx.Rngs):
+        self.first = nnx.Conv(**conv_arguments, rngs=rngs)
+        out = conv_arguments["out_features"]
+        self.blocks = nnx.List([nnx.Conv(out, out, kernel_size=(3, 3), padding="SAME", rngs=rngs)])
+        self.head = nnx.Linear(out, 2, rngs=rngs)
+
+    def __call__(self, images):
+        return self.head(self.blocks[0](nnx.relu(self.first(images))).mean(axis=(1, 2)))
+
+
 @pytest.mark.parametrize("arguments", [
     dict(in_features=1, out_features=6, kernel_size=(5, 5), padding="VALID"),
     dict(in_features=3, out_features=16, kernel_size=(3, 3), padding=1),
     dict(in_features=3, out_features=4, kernel_size=(11, 11), strides=4, padding="VALID"),
 ])
-def test_conv_is_nnx_conv_with_the_same_parameters_outputs_and_gradients(arguments):
-    plain = nnx.Conv(**arguments, rngs=nnx.Rngs(3))
-    fast = layers.Conv(**arguments, rngs=nnx.Rngs(3))
+def test_use_fast_convolutions_keeps_parameters_outputs_and_gradients(arguments):
+    plain = NestedConvolutions(arguments, nnx.Rngs(3))
+    fast = layers.use_fast_convolutions(NestedConvolutions(arguments, nnx.Rngs(3)))
+    assert fast.first.conv_general_dilated is layers.conv_general_dilated
+    assert fast.blocks[0].conv_general_dilated is layers.conv_general_dilated
+    assert plain.first.conv_general_dilated is jax.lax.conv_general_dilated
     plain_state, fast_state = nnx.state(plain, nnx.Param), nnx.state(fast, nnx.Param)
     assert jax.tree.structure(plain_state) == jax.tree.structure(fast_state)
     jax.tree.map(np.testing.assert_array_equal, plain_state, fast_state)
@@ -146,35 +162,45 @@ def test_conv_is_nnx_conv_with_the_same_parameters_outputs_and_gradients(argumen
     def loss(model, images):
         return jnp.sum(jnp.tanh(model(images)))
 
-    fast_grads = nnx.grad(loss, argnums=(0, 1))(fast, images)
+    fast_grads = nnx.jit(nnx.grad(loss, argnums=(0, 1)))(fast, images)
     plain_grads = nnx.grad(loss, argnums=(0, 1))(plain, images)
-    for fast_grad, plain_grad in zip(jax.tree.leaves(fast_grads), jax.tree.leaves(plain_grads)):
+    for fast_grad, plain_grad in zip(jax.tree.leaves(fast_grads), jax.tree.leaves(plain_grads), strict=True):
         np.testing.assert_allclose(fast_grad, plain_grad, rtol=1e-4, atol=1e-4 * (1 + float(jnp.max(jnp.abs(plain_grad)))))
 
 
-def test_conv_outputs_are_captured_like_nnx_conv_outputs():
-    from course.layers import Conv
-
-    class TwoLayers(nnx.Module):
-        def __init__(self, rngs):
-            self.fast = Conv(1, 3, (3, 3), rngs=rngs)
-            self.linear = nnx.Linear(3, 2, rngs=rngs)
-
-        def __call__(self, x):
-            return self.linear(self.fast(x))
-
-    model = TwoLayers(nnx.Rngs(0))
+def test_fast_convolutions_compile_without_a_convolution_and_keep_their_captured_outputs():
+    model = layers.use_fast_convolutions(NestedConvolutions(dict(in_features=1, out_features=3, kernel_size=(3, 3)),
+                                                            nnx.Rngs(0)))
     images = jax.random.normal(jax.random.key(0), (2, 6, 6, 1))
+    compiled = nnx.jit(lambda model, images: model(images)).lower(model, images).compile().as_text()
+    assert "convolution(" not in compiled
     _, captured = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(images)
     paths = {path for path, _ in nnx.to_flat_state(captured)}
-    assert ("fast", "__call__") in paths
-    np.testing.assert_allclose(captured["fast"]["__call__"][0], model.fast(images), rtol=1e-6)
+    assert ("first", "__call__") in paths
+    np.testing.assert_allclose(captured["first"]["__call__"][0], model.first(images), rtol=1e-6)
+
+
+def test_the_training_loop_gives_the_recipes_that_ask_for_it_the_fast_convolution():
+    import dataclasses
+
+    from course import train
+    from solutions import week4_simple_cnn
+
+    recipe = week4_simple_cnn.RECIPES["simple_cnn"]
+    assert recipe.fast_cpu_convolution
+    settings = train.Settings(model_name="simple_cnn", dataset="cifar10", epochs=1, batch_size=8, learning_rate=1e-3,
+                              seed=0)
+    fast_model, _ = train.build(recipe, settings, steps_per_epoch=1)
+    assert [layer.conv_general_dilated for layer in (fast_model.conv1, fast_model.conv2)] == [
+        layers.conv_general_dilated] * 2
+    plain_model, _ = train.build(dataclasses.replace(recipe, fast_cpu_convolution=False), settings, steps_per_epoch=1)
+    assert plain_model.conv1.conv_general_dilated is jax.lax.conv_general_dilated
 
 
 def test_sublayers_walks_a_model_in_definition_order_with_paths():
     class Block(nnx.Module):
         def __init__(self, rngs):
-            self.conv = layers.Conv(1, 2, (3, 3), rngs=rngs)
+            self.conv = nnx.Conv(1, 2, (3, 3), rngs=rngs)
             self.activation = nnx.relu  # a function, not a layer: skipped
 
     class Model(nnx.Module):  # defined out of alphabetical order, as nnx.iter_modules would list it

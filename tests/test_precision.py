@@ -33,8 +33,10 @@ PARAMETER_GRADIENT_TOLERANCE = 0.4
 
 @functools.cache
 def float32_model(name):
-    """Model `name` built from seed 0, shared (AlexNet's 43M parameters take seconds): use a clone."""
-    return RECIPES[name].model(nnx.Rngs(0))
+    """Model `name` built from seed 0 with the convolution the training loop gives it, shared
+    (AlexNet's 43M parameters take seconds): use a clone."""
+    model = RECIPES[name].model(nnx.Rngs(0))
+    return layers.use_fast_convolutions(model) if RECIPES[name].fast_cpu_convolution else model
 
 
 def model_pair(name):
@@ -115,7 +117,8 @@ def test_bf16_keeps_the_parameters_and_the_optimizer_state_in_float32(name):
 
 def products(jaxpr):
     """The matrix products and convolutions of `jaxpr`, in program order, nested calls included
-    (`layers.Conv` holds both its CPU im2col branch and the plain convolution)."""
+    (the fast CPU convolution of `layers.use_fast_convolutions` holds both its im2col branch and the
+    plain convolution)."""
     for equation in jaxpr.eqns:
         if equation.primitive.name in ("dot_general", "conv_general_dilated"):
             yield equation
@@ -220,7 +223,8 @@ def test_product_layers_finds_every_linear_and_conv_once(name):
     assert len(found) == len(every) and {id(layer) for layer in found} == {id(layer) for layer in every}
 
 
-# course.layers' custom gradients in bfloat16 (the CPU's path for `layers.Conv` and `layers.max_pool`).
+# course.layers' custom gradients in bfloat16 (the CPU's path for
+# `layers.use_fast_convolutions` and `layers.max_pool`).
 
 def bfloat16_normal(seed, shape):
     return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.bfloat16)

@@ -16,8 +16,9 @@ UNENCODABLE = "\x7f\x85\ud800\udcff\ufffe\uffff"
 
 
 def reports_with_feedback(*feedback: str) -> list[WeekReport]:
-    check = Check("mse_loss: value", "1.2", "mse_loss", 2.0, "mse", lambda got, expected: [])
-    passed = Check("sigmoid: value", "1.3", "sigmoid", 1.0, "sigmoid", lambda got, expected: [])
+    check = Check(name="mse_loss: value", task="1.2", function="mse_loss", points=2.0, probe="mse",
+                  judge=lambda got, expected: [])
+    passed = Check(name="sigmoid: value", task="1.3", function="sigmoid", points=1.0, judge=lambda got, expected: [])
     results = [Result(check, 1, 0.0, "failed", list(feedback)), Result(passed, 1, 1.0, "passed", [])]
     return [WeekReport(1, results, 0.5, "", {})]
 

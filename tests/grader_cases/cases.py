@@ -54,8 +54,8 @@ BUGS = [
          patches=[("return jnp.stack([f1, -f1, f3, -f3])", "return jnp.stack([f1, f3, -f1, -f3])")]),
     # week 4
     dict(name="SimpleCNN convolution without padding", week=4, task="4.1",
-         patches=[("layers.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)",
-                   "layers.Conv(16, 25, kernel_size=(3, 3), padding='VALID', rngs=rngs)")]),
+         patches=[("nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)",
+                   "nnx.Conv(16, 25, kernel_size=(3, 3), padding='VALID', rngs=rngs)")]),
     dict(name="SimpleCNN missing bias", week=4, task="4.1",
          patches=[("nnx.Linear(128, 64, rngs=rngs)", "nnx.Linear(128, 64, use_bias=False, rngs=rngs)")]),
     dict(name="SimpleCNN flattens in (C, H, W) order", week=4, task="4.2",
@@ -102,7 +102,7 @@ ALTERNATIVES = [
          patches=[("    patches = jnp.stack(slices, axis=3)  # (N, H_out, W_out, KH * KW, C_in)\n    weights = kernels.reshape(kernel_height * kernel_width, in_channels, out_channels)\n    outputs = jnp.einsum(\"nhwkc,kco->nhwo\", patches, weights)",
                    "    outputs = 0.0\n    for index, window in enumerate(slices):\n        i, j = divmod(index, kernel_width)\n        outputs = outputs + jnp.tensordot(window, kernels[i, j], axes=([3], [0]))")]),
     dict(name="SimpleCNN with SAME padding, nnx.max_pool and layers defined in another order", week=4,
-         patches=[("        self.conv1 = layers.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.conv2 = layers.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.fc1 = nnx.Linear(8 * 8 * 25, 128, rngs=rngs)\n        self.fc2 = nnx.Linear(128, 64, rngs=rngs)",
+         patches=[("        self.conv1 = nnx.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.conv2 = nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.fc1 = nnx.Linear(8 * 8 * 25, 128, rngs=rngs)\n        self.fc2 = nnx.Linear(128, 64, rngs=rngs)",
                    "        self.fc2 = nnx.Linear(128, 64, rngs=rngs)\n        self.conv2 = nnx.Conv(16, 25, kernel_size=(3, 3), padding='SAME', rngs=rngs)\n        self.conv1 = nnx.Conv(3, 16, kernel_size=(3, 3), padding='SAME', rngs=rngs)\n        self.fc1 = nnx.Linear(1600, 128, rngs=rngs)"),
                   ("x = layers.max_pool(nnx.relu(self.conv1(images)), window=2, stride=2)",
                    "x = nnx.max_pool(nnx.relu(self.conv1(images)), (2, 2), strides=(2, 2))"),
@@ -196,7 +196,7 @@ BUGS += [
     dict(name="nll loss without the minus", week=5, task="5.4",
          patches=[("    return -jnp.mean(true_class)\n", "    return jnp.mean(true_class)\n")]),
     dict(name="LeNet5 C5 with SAME padding", week=5, task="5.5",
-         patches=[('self.c5 = layers.Conv(16, 120, kernel_size=(5, 5), padding="VALID"', 'self.c5 = layers.Conv(16, 120, kernel_size=(5, 5), padding="SAME"')]),
+         patches=[('self.c5 = nnx.Conv(16, 120, kernel_size=(5, 5), padding="VALID"', 'self.c5 = nnx.Conv(16, 120, kernel_size=(5, 5), padding="SAME"')]),
     dict(name="LeNet5 ReLU after C5", week=5, task="5.6", feedback="first layer whose input differs is 'f6'",
          patches=[("x = jnp.tanh(self.c5(x))", "x = nnx.relu(self.c5(x))")]),
     dict(name="LeNet5ReLU flattens in (C, H, W) order", week=5, task="5.8", feedback="flatten in (N, H, W, C) order",
@@ -287,9 +287,9 @@ ALTERNATIVES += [
                    "    return jax.lax.reduce_window(images, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1), 'VALID')\n"
                    "    out_height")]),
     dict(name="SimpleCNN with its layers in dicts and lax.reduce_window pooling", week=4,
-         patches=[("        self.conv1 = layers.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.conv2 = layers.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)",
-                   "        self.convs = nnx.data({'first': layers.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs),\n"
-                   "                               'second': layers.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)})"),
+         patches=[("        self.conv1 = nnx.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs)\n        self.conv2 = nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)",
+                   "        self.convs = nnx.data({'first': nnx.Conv(3, 16, kernel_size=(3, 3), padding=1, rngs=rngs),\n"
+                   "                               'second': nnx.Conv(16, 25, kernel_size=(3, 3), padding=1, rngs=rngs)})"),
                   ("        x = layers.max_pool(nnx.relu(self.conv1(images)), window=2, stride=2)  # (N, 16, 16, 16)\n        x = layers.max_pool(nnx.relu(self.conv2(x)), window=2, stride=2)  # (N, 8, 8, 25)",
                    "        pool = lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')\n"
                    "        x = pool(nnx.relu(self.convs['first'](images)))\n        x = pool(nnx.relu(self.convs['second'](x)))"),
