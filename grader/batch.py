@@ -576,11 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    settings = runner.Settings(week_timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
-                               memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs,
-                               reference_dir=Path(args.reference_dir) if args.reference_dir
-                               else runner.default_reference_dir(), sandbox=args.sandbox,
-                               protected=(Path(args.submissions).expanduser().resolve(), out.resolve()))
+    settings = runner.Settings.from_options(
+        vars(args), jobs=args.jobs, protected=(Path(args.submissions).expanduser().resolve(), out.resolve()))
     try:
         level = runner.sandbox_level(settings)
     except sandbox.Unavailable as error:

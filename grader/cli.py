@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     scorecard; returns 0 when grading finished (whatever the score), 2 on bad usage, 3 when it could not grade."""
     args = parser().parse_args(argv)
     start = time.perf_counter()
-    recorded = Path(args.reference_dir) if args.reference_dir else runner.default_reference_dir()
+    settings = runner.Settings.from_options(vars(args), jobs=args.jobs)
+    recorded = settings.reference_dir
     try:
         released = runner.recorded_weeks(recorded) if recorded is not None else []  # a student release's weeks
         weeks = course_weeks.chosen(args.weeks, default=released or None)
@@ -55,9 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
-    settings = runner.Settings(week_timeout_s=args.timeout, probe_timeout_s=args.probe_timeout,
-                               memory_bytes=int(args.memory_gb * 2**30), jobs=args.jobs, reference_dir=recorded,
-                               sandbox=args.sandbox)
     try:
         level = runner.sandbox_level(settings)
         reports = session.grade(weeks, target, settings)

@@ -78,11 +78,11 @@ class Grading:
     def __init__(self, config):
         option = config.getoption
         self.target_text = option("--target")
-        self.settings = runner.Settings(
-            week_timeout_s=option("--week-timeout"), probe_timeout_s=option("--probe-timeout"),
-            memory_bytes=int(option("--memory-gb") * 2**30), jobs=option("--grade-jobs"),
-            reference_dir=Path(option("--reference-dir")) if option("--reference-dir") else runner.default_reference_dir(),
-            sandbox=option("--sandbox"), protected=tuple(Path(path) for path in option("--protect")))
+        options = {"timeout": option("--week-timeout"), "probe_timeout": option("--probe-timeout"),
+                   "memory_gb": option("--memory-gb"), "reference_dir": option("--reference-dir"),
+                   "sandbox": option("--sandbox")}
+        self.settings = runner.Settings.from_options(options, jobs=option("--grade-jobs"),
+                                                     protected=tuple(Path(path) for path in option("--protect")))
         if option("--grade-cache-dir"):
             self.settings.cache_dir = Path(option("--grade-cache-dir"))
         self.json_path = option("--grade-json")

@@ -54,9 +54,9 @@ def read_config(source: Path) -> dict:
 
 def settings_for(root: Path, config: dict) -> runner.Settings:
     """Grading settings: the zip's recorded evidence, and its folder and the results' closed to the graded code."""
-    return runner.Settings(week_timeout_s=config["week_timeout_s"], probe_timeout_s=config["probe_timeout_s"],
-                           memory_bytes=int(config["memory_gb"] * 2**30), reference_dir=root / "source" / EVIDENCE,
-                           protected=(root / "source", root / "results"))
+    options = {"timeout": config["week_timeout_s"], "probe_timeout": config["probe_timeout_s"],
+               "memory_gb": config["memory_gb"], "reference_dir": root / "source" / EVIDENCE}
+    return runner.Settings.from_options(options, protected=(root / "source", root / "results"))
 
 
 def find_upload(folder: Path) -> tuple[batch.Submission, list[str]]:

@@ -67,6 +67,17 @@ class Settings:
     protected: tuple[Path, ...] = ()  # more paths the submitted code must not read
     public_only: bool = False  # skip the hidden checks even where the solutions run (a release's recording)
 
+    @classmethod
+    def from_options(cls, options: dict, **fields) -> "Settings":
+        """The settings of the grading options every front end takes (`grader.cli.add_grading_options`):
+        `options` maps timeout, probe_timeout, memory_gb, reference_dir and sandbox to their values
+        (a missing reference_dir or sandbox: the default); `fields` sets any other field."""
+        reference = options.get("reference_dir")
+        return cls(week_timeout_s=float(options["timeout"]), probe_timeout_s=float(options["probe_timeout"]),
+                   memory_bytes=int(options["memory_gb"] * 2**30),
+                   reference_dir=Path(reference) if reference else default_reference_dir(),
+                   sandbox=options.get("sandbox"), **fields)
+
 
 @dataclasses.dataclass
 class ChildRun:

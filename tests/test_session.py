@@ -111,3 +111,29 @@ def test_hostile_submission_through_pytest(tmp_path):
     code, testcases, graded = pytest_grader(tmp_path, "--target", str(folder), "-m", "task_1_1")
     assert code == 1 and graded == [1] and testcases
     assert all(case.find("failure") is not None for case in testcases)
+
+
+def test_every_front_end_builds_its_settings_from_the_grading_options_alike():
+    """`Settings.from_options` is the one reading of the grading options: `course grade`'s flags, the
+    pytest session's and a Gradescope zip's config give the same settings for the same values."""
+    from grader import conftest, gradescope
+
+    flags = ["--probe-timeout", "7", "--memory-gb", "1.5", "--sandbox", "none", "--reference-dir", "/recorded"]
+    from_cli = runner.Settings.from_options(vars(cli.parser().parse_args(["--timeout", "30", *flags])), jobs=3)
+    assert (from_cli.week_timeout_s, from_cli.probe_timeout_s, from_cli.memory_bytes, from_cli.sandbox,
+            from_cli.reference_dir, from_cli.jobs) == (30.0, 7.0, int(1.5 * 2**30), "none", Path("/recorded"), 3)
+    assert runner.Settings.from_options(vars(cli.parser().parse_args([]))) == runner.Settings()
+
+    class PytestConfig:  # what conftest.Grading reads: pytest's getoption
+        values = {"--target": "exercises", "--week-timeout": 30.0, "--probe-timeout": 7.0, "--memory-gb": 1.5,
+                  "--sandbox": "none", "--reference-dir": "/recorded", "--grade-jobs": 3, "--protect": [],
+                  "--grade-cache-dir": None, "--grade-json": None}
+
+        def getoption(self, name):
+            return self.values[name]
+
+    assert conftest.Grading(PytestConfig()).settings == from_cli
+    config = {"week_timeout_s": 30, "probe_timeout_s": 7, "memory_gb": 1.5}
+    zipped = gradescope.settings_for(Path("/autograder"), config)
+    assert (zipped.week_timeout_s, zipped.probe_timeout_s, zipped.memory_bytes, zipped.reference_dir) == (
+        30.0, 7.0, int(1.5 * 2**30), Path("/autograder/source") / gradescope.EVIDENCE)
