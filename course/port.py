@@ -391,7 +391,7 @@ def port(checkpoint: str | Path, model_name: str, out_dir: str | Path, *, datase
     if model_name not in MODEL_LAYERS:
         raise PortError(f"unknown model {model_name!r}; models with a PyTorch original: {', '.join(MODEL_LAYERS)}")
     recipe = recipes[model_name]
-    settings = train.Settings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
+    settings = train.RunSettings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
                               batch_size or recipe.batch_size, learning_rate or recipe.learning_rate, seed,
                               max_train_examples)
     if settings.dataset not in recipe.datasets:

@@ -53,7 +53,7 @@ class CheckpointMissing(CheckpointError, FileNotFoundError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class RunSettings:
     """The hyperparameters of one run: the recipe's defaults with the caller's overrides."""
 
     model_name: str
@@ -76,7 +76,7 @@ def learning_rate_schedule(recipe: Recipe, learning_rate: float, total_steps: in
     return learning_rate
 
 
-def build(recipe: Recipe, settings: Settings, steps_per_epoch: int) -> tuple[nnx.Module, nnx.Optimizer]:
+def build(recipe: Recipe, settings: RunSettings, steps_per_epoch: int) -> tuple[nnx.Module, nnx.Optimizer]:
     """The recipe's model, seeded by `settings.seed`, in `settings.precision` (`course.precision`),
     with the fast CPU convolution where the recipe asks for it, and its optimizer over the model's
     `nnx.Param`s."""
@@ -158,7 +158,7 @@ def training_inputs(recipe: Recipe, images: jax.Array, key: jax.Array) -> jax.Ar
     return inputs if recipe.augment is None else recipe.augment(key, inputs, True)
 
 
-def epoch_batches(recipe: Recipe, num_examples: int, settings: Settings, epoch: int) -> tuple[np.ndarray, jax.Array]:
+def epoch_batches(recipe: Recipe, num_examples: int, settings: RunSettings, epoch: int) -> tuple[np.ndarray, jax.Array]:
     """(the epoch's batch indices (B, batch_size), a key per step (B,)), from the seed and the epoch
     alone, so that a resumed run draws what the uninterrupted one drew."""
     epoch_key = jax.random.fold_in(jax.random.key(settings.seed), epoch)
@@ -213,7 +213,7 @@ def steps_program(recipe: Recipe, graphdef: nnx.GraphDef):
     return jax.jit(run, donate_argnums=0)
 
 
-def train_epoch(recipe, model, optimizer, images, labels, settings: Settings, epoch: int, mesh=None,
+def train_epoch(recipe, model, optimizer, images, labels, settings: RunSettings, epoch: int, mesh=None,
                 progress: bool = True, callbacks=()) -> dict:
     """One epoch of `recipe.train_step` over shuffled batches; returns mean loss, accuracy and speed.
 
@@ -439,7 +439,7 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
     `callbacks` get `on_step(...)` after every train step (see `train_epoch`) and, if they have it,
     `finish(model, images, labels)` with the first test images after the last epoch.
     """
-    settings = Settings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
+    settings = RunSettings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
                         batch_size or recipe.batch_size, learning_rate or recipe.learning_rate, seed,
                         max_train_examples, precision)
     if settings.dataset not in recipe.datasets:
@@ -454,7 +454,7 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
     return history
 
 
-def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *, out_dir=None,
+def train_on_arrays(recipe: Recipe, settings: RunSettings, train_data, test_data, *, out_dir=None,
                     resume: bool = False, progress: bool = True, callbacks=()) -> tuple[nnx.Module, list[dict]]:
     """The loop of `fit` on arrays already in memory; returns (the trained model, the history).
 
@@ -521,7 +521,7 @@ def train_on_arrays(recipe: Recipe, settings: Settings, train_data, test_data, *
     return model, history
 
 
-def resumed_history(out: Path, model, optimizer, settings: Settings, split: dict,
+def resumed_history(out: Path, model, optimizer, settings: RunSettings, split: dict,
                     progress: bool) -> tuple[list[dict], float, list[dict]]:
     """Restores `out/checkpoint/last` into `model` and `optimizer` for `--resume`; returns (history,
     best validation accuracy, extensions).
@@ -572,7 +572,7 @@ def best_record(history: list[dict]) -> dict | None:
     return max(scored, key=lambda record: record["validation_accuracy"]) if scored else None
 
 
-def run_summary(settings: Settings, history: list[dict], split: dict, extensions: list[dict]) -> dict:
+def run_summary(settings: RunSettings, history: list[dict], split: dict, extensions: list[dict]) -> dict:
     """The content of metrics.json: settings, history, and how the best checkpoint was chosen."""
     best = best_record(history)
     return {"settings": dataclasses.asdict(settings), "history": history,

@@ -127,7 +127,7 @@ class Result:
     check: Check
     week: int
     score: float
-    status: str  # passed, partial, failed, not attempted, error, timeout, crashed
+    status: str  # passed, partial, failed, not attempted, error, timeout, crashed, missing file
     feedback: list[str]
     # what the graded code reported about the check's self-reported properties, e.g.
     # "compiled once for batches of one shape: reported yes" (see the module docstring)
@@ -161,8 +161,12 @@ def judge_check(check: Check, week: int, got: dict | None, expected: dict | None
     total = sum(part.weight for part in parts)
     earned = sum(part.weight for part in parts if part.passed)
     lost = [part for part in parts if not part.passed]
-    # weight 0 is a part not judged this time; a check with nothing else to judge keeps its points
-    score = round(check.points * earned / total, 4) if total else (0.0 if lost else float(check.points))
+    # weight 0 is a part not judged this time; a check with no part judged earns nothing (its other
+    # checks say what is wrong), so a part that is only reported never carries a check's points
+    score = round(check.points * earned / total, 4) if total else 0.0
+    if not total and not lost:
+        lost = [Part("not judged", 0.0, False, "nothing of this check could be judged: it needs the plain result "
+                     "right first (see this task's other checks)")]
     if lost and all(part.not_attempted for part in lost) and earned == 0:
         return not_attempted(check, week, [part.detail for part in lost])
     claims = [f"{part.what}: reported {'yes' if part.passed else 'no'}" for part in reported]
@@ -188,6 +192,8 @@ def not_attempted(check: Check, week: int, reasons: list[str]) -> Result:
 
 
 def _status_of_reason(reason: str) -> str:
+    if reason.startswith("missing file"):
+        return "missing file"
     if "time limit" in reason or "timed out" in reason:
         return "timeout"
     return "crashed"
@@ -238,18 +244,19 @@ def compare(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> 
     if not bad.any():
         return same_kind, True, kind_note.rstrip("; ")
     first = np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.shape else ()
-    finite = np.isfinite(error)
-    max_abs = float(np.max(error[finite], initial=0.0))
+    counted = bad & ~np.isnan(error)  # an inf where a number belongs is an error of inf, not of 0
+    max_abs = float(np.max(error[counted], initial=0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = error / np.maximum(np.abs(expected_values), 1e-12)
-    max_rel = float(np.max(relative[finite], initial=0.0))
+    max_rel = float(np.max(relative[counted], initial=0.0))
     index = f" at index {tuple(int(i) for i in first)}" if first else ""
-    detail = (
-        f"{kind_note}{int(bad.sum())} of {bad.size} values differ; max abs error {max_abs:.3g}, "
-        f"max rel error {max_rel:.3g}; first{index}: expected {expected[first]!s:.40}, got {got[first]!s:.40}"
-    )
+    errors = f"max abs error {max_abs:.3g}, max rel error {max_rel:.3g}; " if counted.any() else ""
+    detail = (f"{kind_note}{int(bad.sum())} of {bad.size} values differ; {errors}"
+              f"first{index}: expected {expected[first]!s:.40}, got {got[first]!s:.40}")
     if np.isnan(got_values).any() and not np.isnan(expected_values).any():
         detail += " (your output contains NaN)"
+    if np.isinf(got_values).any() and not np.isinf(expected_values).any():
+        detail += " (your output contains inf)"
     return same_kind, False, detail
 
 

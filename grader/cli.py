@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     scorecard; returns 0 when grading finished (whatever the score), 2 on bad usage, 3 when it could not grade."""
     args = parser().parse_args(argv)
     start = time.perf_counter()
-    settings = runner.Settings.from_options(vars(args), jobs=args.jobs)
+    settings = runner.Settings.from_options(vars(args), jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
     recorded = settings.reference_dir
     try:
         released = runner.recorded_weeks(recorded) if recorded is not None else []  # a student release's weeks

@@ -12,6 +12,7 @@ included) are recorded as the test's `score` property, which the JUnit XML shows
 """
 
 import json
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,15 +33,25 @@ def pytest_addoption(parser):
     group.addoption("--grade-jobs", type=int, default=runner.Settings.jobs, help="weeks graded at once")
     group.addoption("--grade-cache-dir", default=None, metavar="DIR",
                     help="where the reference evidence is cached (default: $COURSE_CACHE_DIR, else ~/.cache)")
+    group.addoption("--grade-progress", action="store_true",
+                    help="print a line on stderr as each check starts (course grade does at a terminal)")
     group.addoption("--grade-json", default=None, metavar="FILE",
                     help="write the graded weeks and every judged check here (for course grade and grade-batch)")
 
 
 def pytest_configure(config):
+    known = set()
     for week in runner.WEEKS:
         config.addinivalue_line("markers", f"week{week}: the checks of week {week}")
+        known.add(f"week{week}")
         for task in sorted({check.task for check in runner.checks_module(week).CHECKS}):
             config.addinivalue_line("markers", f"{task_marker(task)}: the checks of task {task}")
+            known.add(task_marker(task))
+    expression = config.getoption("markexpr", "") or ""
+    if unknown := [name for name in re.findall(r"\b(?:week\d+|task_\d+_\d+)\b", expression) if name not in known]:
+        weeks = sorted(runner.WEEKS)
+        raise pytest.UsageError(f"-m {expression!r}: there is no {', '.join(unknown)} (the weeks are week{weeks[0]} to "
+                                f"week{weeks[-1]}; a task's marker is task_N_K, e.g. task_3_1)")
     config.stash[GRADING] = Grading(config)
 
 
@@ -80,7 +91,7 @@ class Grading:
         self.target_text = option("--target")
         options = {"timeout": option("--week-timeout"), "probe_timeout": option("--probe-timeout"),
                    "memory_gb": option("--memory-gb"), "reference_dir": option("--reference-dir"),
-                   "sandbox": option("--sandbox")}
+                   "sandbox": option("--sandbox"), "progress": option("--grade-progress")}
         self.settings = runner.Settings.from_options(options, jobs=option("--grade-jobs"),
                                                      protected=tuple(Path(path) for path in option("--protect")))
         if option("--grade-cache-dir"):

@@ -17,6 +17,7 @@ import os
 import re
 import struct
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -228,6 +229,7 @@ class Stream:
         self.names = None if names is None else frozenset(names)
         self.records: dict[str, bytes] = {}
         self.running = ""
+        self.started: list[tuple[str, float]] = []  # (probe, time.monotonic() when it started), in order
         self.problem = ""
         self.received = 0
         self._buffer = bytearray()
@@ -291,7 +293,17 @@ class Stream:
                 self.records[name] = bytes(buffer[name_end + 8:name_end + 8 + size])
             else:
                 self.running = name
+                self.started.append((name, time.monotonic()))
             del buffer[:name_end + 8 + size]
+
+    def overrun(self, check_seconds: float) -> float:
+        """Seconds taken by the probes that ran `check_seconds` or longer (each at its own time limit:
+        an endless loop): the week's time limit does not count them, so one function that never ends
+        costs its own checks, not the ones probed after it."""
+        with self._lock:
+            starts = [start for _, start in self.started] + [time.monotonic()]
+        durations = [end - start for start, end in zip(starts, starts[1:])]
+        return sum(duration for duration in durations if duration >= check_seconds)
 
 
 def text(evidence: dict[str, np.ndarray], key: str, default: str = "") -> str:

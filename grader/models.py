@@ -306,10 +306,21 @@ def dropout_judge(spec: ModelSpec):
         placed = values("fixed_mask_output", "dropout in the reference's places")(got, expected)[0]
         if not placed.passed and not placed.not_attempted and "dropout_feeds" in got:
             mine, theirs = str(got["dropout_feeds"]), str(expected["dropout_feeds"])
-            detail = (f"at {spec.probed()} in train mode with a fixed mask: dropout feeds {theirs} in the "
-                      f"reference, {mine or 'nothing (no dropout in train mode)'} in yours")
-            placed = dataclasses.replace(placed, detail=detail,
-                                         hint=f"apply dropout exactly where the docstring says: before {theirs}")
+            eval_right = "eval_output" in got and compare(got["eval_output"], expected["eval_output"],
+                                                          DEFAULT_RTOL, DEFAULT_ATOL)[1]
+            if mine == theirs:  # dropout sits where it should: the difference is elsewhere
+                detail = (f"at {spec.probed()} in train mode with a fixed mask the outputs differ, though dropout "
+                          f"sits where the reference's does ({theirs or 'no dropout in either'})"
+                          + ("" if eval_right else ": the eval-mode outputs differ too, so look at the forward pass "
+                             "first ('outputs with reference parameters')"))
+                hint = "" if eval_right else "the forward pass differs in eval mode as well: fix that first"
+            else:
+                detail = (f"at {spec.probed()} in train mode with a fixed mask: dropout feeds "
+                          f"{theirs or 'no layer (the reference has no dropout)'} in the reference, "
+                          f"{mine or 'no layer (no dropout in train mode)'} in yours")
+                hint = (f"apply dropout exactly where the docstring says: before {theirs}" if theirs
+                        else "this model has no dropout")
+            placed = dataclasses.replace(placed, detail=detail, hint=hint)
         parts.append(placed)
         parts += flag("train_calls_differ", "two train-mode calls draw different dropout masks",
                       hint="let the nnx.Dropout layer draw from the Rngs it was made with; do not pass rngs= "

@@ -370,3 +370,4 @@ def _same_layer_kinds(mine: list[dict], theirs: list[dict]) -> bool:
 def reference_paths(model) -> dict[str, str]:
     """{path of a grafted layer in the student's model: the reference path it was built from}."""
     return {path: layer.reference_path for path, layer in sublayers(model) if isinstance(layer, _Recorded)}
+

@@ -40,6 +40,15 @@ def _escape(match: re.Match) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def _shared_feedback(results: list[Result]) -> list[str]:
+    """The feedback every check of a week shares when none passed (a missing file, an import or syntax
+    error, a week past its time limit): the scorecard says it once instead of once per check."""
+    if len(results) < 2 or any(result.score > 0 for result in results):
+        return []
+    first = results[0].feedback
+    return list(first) if first and all(result.feedback == first for result in results) else []
+
+
 def all_results(reports: list[WeekReport]) -> list[Result]:
     return [result for report in reports for result in report.results]
 
@@ -54,12 +63,18 @@ def scorecard(reports: list[WeekReport], width: int = 100) -> str:
     feedback line never more than one (wrapped) line of the table."""
     lines = [f"{'week':<5}{'task':<6}{'check':<46}{'points':>11}  status", "-" * width]
     for report in reports:
+        shared = _shared_feedback(report.results)  # one reason for the whole week: said once, below
         for result in report.results:
             points = f"{_number(result.score)}/{_number(result.max_score)}"
-            lines.append(f"{report.week:<5}{result.check.task:<6}{result.check.name[:45]:<46}{points:>11}  {result.status}")
-            for line in result.feedback:
+            name, *rest = textwrap.wrap(printable(result.check.name), 45) or [""]
+            lines.append(f"{report.week:<5}{result.check.task:<6}{name:<46}{points:>11}  {result.status}")
+            lines.extend(" " * 11 + more for more in rest)
+            for line in [] if shared else result.feedback:
                 lines.extend(textwrap.wrap(printable(line), width - 11, initial_indent=" " * 11,
                                            subsequent_indent=" " * 13))
+        for line in shared:
+            lines.extend(textwrap.wrap(printable(f"every check of week {report.week}: {line}"), width - 11,
+                                       initial_indent=" " * 11, subsequent_indent=" " * 13))
         week_score = sum(r.score for r in report.results)
         week_max = sum(r.max_score for r in report.results)
         lines.append(f"{'':<5}{'':<6}{'week ' + str(report.week) + ' total':<46}"

@@ -8,6 +8,7 @@ place of the solutions (`Settings.reference_dir`).
 
 import ast
 import dataclasses
+import difflib
 import functools
 import hashlib
 import importlib
@@ -27,12 +28,14 @@ from course import weeks
 from grader import evidence as ev
 from grader import intake, integrity, sandbox
 from grader.checks import HIDDEN_PREFIX, Result, judge_check, validate
+from grader.child import WALL_CLOCK_FACTOR
 
 REPO = Path(__file__).resolve().parent.parent
 WEEKS = weeks.MODULES  # the course's one table of weeks
 PACKAGES_FOR_CHILD = ("course", "grader")
 RECORDED_DIR = REPO / "reference_evidence"  # recorded reference evidence of a student release (`course release`)
 MAX_RESTARTS = 2
+MAX_OVERRUN_CHECKS = 2  # probes at their own time limit whose time the week's limit forgives
 
 
 def user_cache_dir() -> Path:
@@ -66,6 +69,7 @@ class Settings:
     sandbox: str | None = None  # "auto", "bubblewrap", "user" or "none"; None: $COURSE_SANDBOX, else auto
     protected: tuple[Path, ...] = ()  # more paths the submitted code must not read
     public_only: bool = False  # skip the hidden checks even where the solutions run (a release's recording)
+    progress: bool = False  # a line on stderr as each check's probe starts (course grade at a terminal)
 
     @classmethod
     def from_options(cls, options: dict, **fields) -> "Settings":
@@ -73,10 +77,10 @@ class Settings:
         `options` maps timeout, probe_timeout, memory_gb, reference_dir and sandbox to their values
         (a missing reference_dir or sandbox: the default); `fields` sets any other field."""
         reference = options.get("reference_dir")
-        return cls(week_timeout_s=float(options["timeout"]), probe_timeout_s=float(options["probe_timeout"]),
-                   memory_bytes=int(options["memory_gb"] * 2**30),
-                   reference_dir=Path(reference) if reference else default_reference_dir(),
-                   sandbox=options.get("sandbox"), **fields)
+        return cls(**{"week_timeout_s": float(options["timeout"]), "probe_timeout_s": float(options["probe_timeout"]),
+                      "memory_bytes": int(options["memory_gb"] * 2**30),
+                      "reference_dir": Path(reference) if reference else default_reference_dir(),
+                      "sandbox": options.get("sandbox"), "progress": bool(options.get("progress")), **fields})
 
 
 @dataclasses.dataclass
@@ -242,9 +246,16 @@ def run_child(week: int, source: bytes, mode: str, settings: Settings, given: Pa
     together, whatever the number of records: a record past it is refused, costing its checks."""
     start = time.perf_counter()
     level = sandbox_level(settings)
+    # A probe has its own time limit (probe_timeout_s of CPU time, twice that of wall-clock time, in the
+    # child). One that runs for half of it or more (honest probes take seconds) is taken for one at
+    # its limit, and its time does not count against the week's: an endless loop costs its own
+    # checks only (the time of at most MAX_OVERRUN_CHECKS such probes is forgiven).
+    check_wall_s = WALL_CLOCK_FACTOR * settings.probe_timeout_s
     limits = sandbox.Limits(memory_bytes=settings.memory_bytes, file_bytes=settings.file_bytes,
-                            cpu_seconds=int(settings.week_timeout_s * (os.cpu_count() or 1)) + 60,
-                            output_bytes=settings.output_bytes)
+                            cpu_seconds=int((settings.week_timeout_s + MAX_OVERRUN_CHECKS * settings.probe_timeout_s)
+                                            * (os.cpu_count() or 1)) + 60,
+                            output_bytes=settings.output_bytes, check_seconds=settings.probe_timeout_s / 2,
+                            overrun_seconds=MAX_OVERRUN_CHECKS * check_wall_s)
     with sandbox.Workspace(level) as folders:
         _copy_packages(folders.lib)
         (folders.submission / f"{WEEKS[week]}.py").write_bytes(source)
@@ -268,7 +279,7 @@ def run_child(week: int, source: bytes, mode: str, settings: Settings, given: Pa
             remaining = settings.week_timeout_s - (time.perf_counter() - start)
             job["skip"] = sorted(set(evidence) | set(reasons))
             outcome = sandbox.run(level, job, folders, dataclasses.replace(limits, cpu_seconds=max(int(cpu_left), 1)),
-                                  max(remaining, 1.0))
+                                  max(remaining, 1.0), on_probe=_progress(week, mode) if settings.progress else None)
             cpu_left -= outcome.usage.cpu_seconds
             output += outcome.output
             if launch == 0 and not outcome.stream.running and not outcome.timed_out:
@@ -296,6 +307,14 @@ def run_child(week: int, source: bytes, mode: str, settings: Settings, given: Pa
                                  outcome.usage.stopped_for)
         return ChildRun(evidence, reason, outcome.exit_code, output[: settings.output_bytes * 2],
                         time.perf_counter() - start, reasons, level)
+
+
+def _progress(week: int, mode: str):
+    """Prints, on stderr, the check a grading child has started (`Settings.progress`)."""
+    def show(name: str) -> None:
+        shown = name.replace(HIDDEN_PREFIX, "hidden inputs: ").replace("__module__", "importing the module")
+        print(f"  week {week}{' (reference)' if mode == 'reference' else ''}: {shown} ...", file=sys.stderr, flush=True)
+    return show
 
 
 def _accept(stream: ev.Stream, nonce: str, budget: ev.Budget) -> tuple[dict[str, dict], dict[str, str]]:
@@ -478,7 +497,7 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
     try:  # a regular file only, never through a link (see grader.intake); read once, here
         source, reason = intake.read_file(target, module_file.name), ""
     except FileNotFoundError:
-        source, reason = None, f"not graded: there is no {module_file.name} in {target}"
+        source, reason = None, f"missing file: there is no {module_file.name} in {target}{_nearest(target, module_file.name)}"
     except intake.Refused as error:
         source, reason = None, str(error)
     if source is None:
@@ -501,13 +520,34 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
     ]
     results = [dataclasses.replace(result, feedback=[without_seed(line, seed) for line in result.feedback],
                                    self_reported=[without_seed(line, seed) for line in result.self_reported])
-               for result in results]
+               for result in without_misleading_hidden_hints(results)]
     environment = {key[4:]: ev.text(record, key) for record in [expected.get("__module__", {})]
                    for key in record if key.startswith("env:")}
     environment["sandbox"] = run.sandbox or sandbox_level(settings)
     flags = integrity.scan(source, module_file.name) if source is not None else []
     return WeekReport(week, results, time.perf_counter() - start, without_seed(run.output, seed), environment,
                       public_only, flags)
+
+
+def without_misleading_hidden_hints(results: list[Result]) -> list[Result]:
+    """A hidden check's hint ("when the public checks pass and this fails, something is fixed to the
+    public inputs") only where its task's public checks passed: otherwise it would send a student
+    after a fault that is not there."""
+    public_lost = {result.check.task for result in results if not result.check.hidden and result.score < result.max_score}
+    return [dataclasses.replace(result, feedback=[line for line in result.feedback if line != f"hint: {result.check.hint}"])
+            if result.check.hidden and result.check.task in public_lost else result for result in results]
+
+
+def _nearest(folder: Path, name: str) -> str:
+    """" (found NAME)" for the file in `folder` whose name is closest to `name` (a misnamed or
+    misplaced module: Week1_Regression.py, week1.py), else ""; names only, nothing is opened."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))[:10_000]
+    except OSError:
+        return ""
+    by_lower = {found.lower(): found for found in names}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (found {by_lower[close[0]]})" if close else ""
 
 
 def resolve_target(target: str) -> Path:

@@ -84,6 +84,10 @@ class Limits:
     output_bytes: int = 16 * 2**10  # how much of the child's stdout and stderr is kept
     record_bytes: int = 64 * 2**20  # one evidence record
     evidence_bytes: int = 256 * 2**20  # all evidence records of one run
+    # a probe that runs check_seconds or longer is at its own time limit: the run's wall-clock limit
+    # grows by its time (`evidence.Stream.overrun`), by overrun_seconds at most
+    check_seconds: float = float("inf")
+    overrun_seconds: float = 0.0
 
 
 @dataclasses.dataclass
@@ -282,8 +286,9 @@ def _tree(path: Path):
                 yield os.path.join(directory, name)
 
 
-def run(level: str, job: dict, folders: Folders, limits: Limits, timeout: float) -> Outcome:
-    """Runs `grader.child` with `job` at `level`, `timeout` seconds at most; returns what came back."""
+def run(level: str, job: dict, folders: Folders, limits: Limits, timeout: float, on_probe=None) -> Outcome:
+    """Runs `grader.child` with `job` at `level`, `timeout` seconds at most; returns what came back.
+    `on_probe(name)`, when given, is called as the child starts each probe (looked at four times a second)."""
     inside = _paths_inside(level, folders)
     read_end, write_end = os.pipe()
     job = {**job, **inside, "evidence_fd": write_end, "limits": dataclasses.asdict(limits),
@@ -313,11 +318,21 @@ def run(level: str, job: dict, folders: Folders, limits: Limits, timeout: float)
         process.stdin.close()
     except (BrokenPipeError, OSError):
         pass
-    timed_out = False
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+    timed_out, deadline, shown = False, time.monotonic() + timeout, ""
+    while True:
+        if on_probe is not None and stream.running != shown:
+            shown = stream.running
+            if shown not in ("", ev.DONE):
+                on_probe(shown)
+        left = deadline + min(stream.overrun(limits.check_seconds), limits.overrun_seconds) - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        try:
+            process.wait(timeout=min(left, 0.25 if on_probe is not None else 1.0))
+            break
+        except subprocess.TimeoutExpired:
+            continue
     usage = watchdog.stop()
     _stop(level, process, folders, group)
     if group is not None:

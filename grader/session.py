@@ -30,6 +30,8 @@ def arguments(weeks: list[int], target: Path, settings: runner.Settings, summary
                "--grade-cache-dir", str(settings.cache_dir), "--grade-json", str(summary)]
     if settings.sandbox:
         options += ["--sandbox", settings.sandbox]
+    if settings.progress:
+        options += ["--grade-progress"]
     if settings.reference_dir is not None:
         options += ["--reference-dir", str(settings.reference_dir)]
     for path in settings.protected:

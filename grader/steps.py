@@ -13,6 +13,8 @@ graded code cannot fake without doing the work: the values after a step, on the 
 and the values `shard_batch` and `replicate` return, placed again by the grader for its own step.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from course.steps import make_train_step, softmax_cross_entropy
 from grader.checks import (Check, Judge, Part, all_of, flag, hidden, parameters_match, reading, same,
                            self_reported)
+from grader import evidence as ev
 from grader.probing import PartFailure, attempt, block, normal, rng
 
 NUM_CLASSES = 5
@@ -277,6 +280,7 @@ def probe_data_parallel(week, given) -> dict:
         results["sharded_values"] = attempt(lambda: all(
             isinstance(array, jax.Array) and np.array_equal(np.asarray(array), wanted)
             for array, wanted in zip(placed, (images, labels))))
+        results["sharded_shapes"] = attempt(lambda: str([tuple(np.shape(array)) for array in placed]))
     model, optimizer = sgd_model_and_optimizer()
     before = nnx.state((model, optimizer))
     structure, wanted = jax.tree.structure(before), [_leaf_values(leaf) for leaf in jax.tree.leaves(before)]
@@ -307,6 +311,20 @@ def _equals_one_device_step(got: dict, expected: dict) -> list[Part]:
                             rtol=1e-4, atol=1e-5)(got, one_device)
 
 
+@reading("sharded_values", "sharded_shapes")
+def _sharded_values(got: dict, expected: dict) -> list[Part]:
+    """The placed batch holds the batch's own values; where its shape differs, the feedback says so."""
+    part = flag("sharded_values", "the values are the batch's own", failed="the placed batch has other values")(
+        got, expected)[0]
+    mine, theirs = ev.text(got, "sharded_shapes"), ev.text(expected, "sharded_shapes")
+    if not part.passed and not part.not_attempted and mine and mine != theirs:
+        part = dataclasses.replace(
+            part, detail=f"the placed images and labels have shapes {mine}, the batch's are {theirs}",
+            hint="place the batch as it is, without a reshape: the sharding splits its first axis over the devices, "
+                 "jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))")
+    return [part]
+
+
 def data_parallel_checks(shard_task: str, replicate_task: str) -> list[Check]:
     return [
         Check(name="shard_batch: the batch split over 8 devices", task=shard_task, function="shard_batch", points=2,
@@ -314,7 +332,7 @@ def data_parallel_checks(shard_task: str, replicate_task: str) -> list[Check]:
             self_reported(flag("sharded", "each of 8 devices holds its own 1/8 of the rows, in order",
                                failed="the batch is not split along its first axis over the mesh's 8 devices",
                                hint="jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))"), "sharded"),
-            flag("sharded_values", "the values are the batch's own", failed="the placed batch has other values"))),
+            _sharded_values)),
         Check(name="replicate: every array on every device", task=replicate_task, function="replicate", points=2,
               probe="data_parallel", judge=all_of(
             self_reported(flag("replicated", "each array of the state whole on all 8 devices",

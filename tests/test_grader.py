@@ -10,10 +10,12 @@ reference evidence is computed once per test session.
 import dataclasses
 import importlib.util
 import json
+import re
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -163,6 +165,9 @@ def test_bug_loses_points_in_its_task_only(case, bug_reports):
     tasks = by_task(bug_reports[case["name"]])
     lost_here = [r for r in tasks[case["task"]] if r.score < r.max_score]
     assert lost_here, f"no points lost in task {case['task']}"
+    if "at_most" in case:
+        kept = sum(r.score for r in tasks[case["task"]])
+        assert kept <= case["at_most"], [(r.check.name, r.score, r.feedback) for r in tasks[case["task"]]]
     for result in lost_here:
         assert result.feedback, "lost points need feedback"
         assert result.status in ("partial", "failed", "error")
@@ -204,6 +209,7 @@ def test_feedback_points_at_the_cause(case, bug_reports):
     lines = [line for r in by_task(bug_reports[case["name"]])[case["task"]] if r.score < r.max_score
              for line in r.feedback]
     assert any(case["feedback"] in line for line in lines), lines
+    assert not any(case.get("not_feedback", "\0") in line for line in lines), lines
 
 
 def feedback_of(week_report, check_name: str) -> list[str]:
@@ -225,6 +231,21 @@ def test_model_feedback_says_where_and_at_what(bug_reports):
     assert any("not graded: dropout is still on in eval mode" in line
                for line in feedback_of(eval_dropout, "MLP: parameter gradients"))
     assert not any("TraceContextError" in line for r in eval_dropout.results for line in r.feedback)
+
+
+def test_dropout_feedback_never_names_the_same_places_on_both_sides(bug_reports):
+    """A value bug in a forward pass also changes the fixed-mask output: the dropout part then says that
+    dropout sits in the right places (and to fix the forward pass first), not "feeds 'fc3' in the
+    reference, 'fc3' in yours"; a model without dropout (LeNet-5) never gets empty lists."""
+    for name, model in (("SimpleCNN sigmoid instead of ReLU", "SimpleCNN"), ("LeNet5 output without tanh", "LeNet5")):
+        lines = feedback_of(bug_reports[name], f"{model}: dropout only in training, in its places")
+        placed = [line for line in lines if line.startswith("dropout in the reference's places")]
+        assert placed and all("sits where the reference's does" in line for line in placed), lines
+        assert "look at the forward pass first" in placed[0], lines
+        assert not any(re.search(r"feeds (\S*) in the reference, \1 in yours", line) or "feeds  in" in line
+                       or ", in yours" in line for line in lines), lines
+    assert "no dropout in either" in " ".join(feedback_of(bug_reports["LeNet5 output without tanh"],
+                                                          "LeNet5: dropout only in training, in its places"))
 
 
 def test_a_wrong_but_finite_loss_is_not_called_infinite(bug_reports):
@@ -351,6 +372,100 @@ def test_cli_rejects_bad_usage(capsys):
 def test_missing_week_module_is_reported(settings, tmp_path):
     week_report = runner.grade_week(1, tmp_path, settings)
     assert all(r.score == 0 and "there is no week1_regression.py" in r.feedback[0] for r in week_report.results)
+    assert {r.status for r in week_report.results} == {"missing file"}
+    (tmp_path / "Week1_Regression.py").write_text("")  # a misnamed module: the reason names it
+    misnamed = runner.grade_week(1, tmp_path, settings)
+    assert all(r.feedback[0].endswith("(found Week1_Regression.py)") for r in misnamed.results)
+
+
+def test_an_endless_function_costs_its_own_checks_not_the_weeks_later_ones(settings, tmp_path):
+    """linear_predict never returns: its probe (and its hidden probe) stop at the check's own time
+    limit, and the week's limit, though shorter than the whole run, does not count their time, so
+    every other check, the hidden ones probed last included, is graded."""
+    endless = dict(name="linear_predict loops forever", week=1,
+                   patches=[("    return features @ weights + bias\n", "    while True:\n        pass\n")])
+    strict = dataclasses.replace(settings, week_timeout_s=25.0, probe_timeout_s=15.0)
+    week_report = runner.grade_week(1, submission(endless, tmp_path / "endless"), strict)
+    tasks = by_task(week_report)
+    assert all(r.score == 0 and r.status == "timeout" for r in tasks["1.1"]), [(r.check.name, r.feedback) for r in tasks["1.1"]]
+    others = [(r.check.name, r.status, r.feedback) for task, results in tasks.items() if task != "1.1"
+              for r in results if r.score < r.max_score]
+    assert others == [] and week_report.seconds > strict.week_timeout_s
+
+
+def test_keys_used_twice_finds_a_reused_key_and_nothing_else():
+    from grader.keys import keys_used_twice
+
+    key, legacy = jax.random.key(0), jax.random.PRNGKey(0)
+    normal, uniform, split = jax.random.normal, jax.random.uniform, jax.random.split
+    right = [
+        (lambda k: normal(split(k)[0], (3,)) + normal(split(k)[1], (3,)), legacy),  # one split, taken twice
+        (lambda k: (lambda a, b: normal(a, (3,)) + uniform(b, (3,)))(*split(k)), key),
+        (lambda k: normal(jax.random.fold_in(k, 0), (3,)) + normal(jax.random.fold_in(k, 1), (3,)), key),
+        (lambda k: jax.vmap(lambda k: normal(split(k)[0], ()) + uniform(split(k)[1], ()))(split(k, 4)), key),
+        (lambda k: jax.lax.cond(k is None, lambda: normal(k, ()), lambda: uniform(k, ())), key),  # one branch runs
+        (lambda k: jax.random.permutation(k, 10), key),
+    ]
+    for function, argument in right:
+        assert keys_used_twice(function, argument) == []
+    reused = [
+        (lambda k: normal(k, (3,)) + uniform(k, (3,)), legacy),
+        (lambda k: normal(split(k)[0], (3,)) + uniform(split(k)[0], (3,)), key),
+        (lambda k: jax.vmap(lambda k: jax.random.randint(k, (2,), 0, 5).sum() + jax.random.bernoulli(k))(split(k, 4)),
+         key),
+        (lambda k: (jax.random.permutation(k, 10), split(k, 3)), key),
+    ]
+    for function, argument in reused:
+        found = keys_used_twice(function, argument)
+        assert len(found) == 1 and found[0].startswith("one key is used twice: by random_"), found
+
+
+@pytest.fixture(scope="session")
+def key_reuse_reports(settings, tmp_path_factory):
+    return grade_combined(combined(cases.KEY_REUSE, 3), tmp_path_factory.mktemp("key-reuse"), settings)
+
+
+@pytest.mark.parametrize("case", cases.KEY_REUSE, ids=[case["name"] for case in cases.KEY_REUSE])
+def test_a_key_used_twice_is_said_and_not_scored(case, key_reuse_reports):
+    tasks = by_task(key_reuse_reports[case["name"]])
+    lines = [line for result in tasks[case["task"]] for line in result.feedback]
+    assert any(line.startswith("reported by your code, not scored: each key used once") and case["advice"] in line
+               for line in lines), lines
+    claims = [claim for result in tasks[case["task"]] for claim in result.self_reported]
+    assert "each key used once (read from the traced code): reported no" in claims, claims
+
+
+def test_progress_names_the_checks_as_they_start(settings, capsys):
+    runner.grade_week(3, REPO / "solutions", dataclasses.replace(settings, progress=True))
+    shown = re.findall(r"^  week 3: (.+) \.\.\.$", capsys.readouterr().err, re.M)
+    probes = {"importing the module", *runner.checks_module(3).PROBES,
+              *(f"hidden inputs: {name}" for name in runner.checks_module(3).PROBES)}
+    assert "conv2d" in shown and set(shown) <= probes, shown
+
+
+def test_an_inf_where_a_number_belongs_is_an_error_of_inf():
+    from grader import checks
+
+    _, right, detail = checks.compare(np.array([np.inf, 1.0], np.float32), np.array([1000.0, 1.0], np.float32),
+                                      1e-5, 1e-6)
+    assert not right and "max abs error inf" in detail and "(your output contains inf)" in detail
+    _, right, detail = checks.compare(np.array([np.nan, 1.0], np.float32), np.array([1000.0, 1.0], np.float32),
+                                      1e-5, 1e-6)
+    assert not right and "max abs error" not in detail and "(your output contains NaN)" in detail
+
+
+def test_the_hidden_inputs_hint_is_given_only_where_the_public_checks_passed():
+    from grader import checks
+
+    public = checks.Check(name="f: values", task="9.1", function="f", points=1, judge=checks.values("out"))
+    hidden = checks.hidden(task="9.1", function="f", keys=("out",))
+    hint = f"hint: {hidden.hint}"
+    lost_hidden = checks.Result(hidden, 9, 0.0, "failed", ["out: 3 of 4 values differ", hint])
+    both_lost = runner.without_misleading_hidden_hints([checks.Result(public, 9, 0.0, "failed", ["out: wrong"]),
+                                                        lost_hidden])
+    assert both_lost[1].feedback == ["out: 3 of 4 values differ"]
+    public_passed = runner.without_misleading_hidden_hints([checks.Result(public, 9, 1.0, "passed", []), lost_hidden])
+    assert public_passed[1].feedback == lost_hidden.feedback and "fixed to the public inputs" in hint
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,10 +602,14 @@ def test_the_jit_part_is_reported_not_scored_and_only_when_the_eager_result_is_r
     alone = checks.Check(name="jit alone", task="9.9", function="f", points=2, judge=checks.jit_agrees("jit", "eager"))
     with_values = checks.Check(name="values and jit", task="9.9", function="f", points=2,
                                judge=checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
-    assert checks.judge_check(alone, 9, record(1.0, 1.0), expected, "").score == 2
+    # a check whose only part is reported carries no points, right or wrong
+    assert checks.judge_check(alone, 9, record(1.0, 1.0), expected, "").score == 0
     jit_bug = checks.judge_check(alone, 9, record(1.0, 5.0), expected, "")  # right eagerly, wrong jitted: reported
-    assert jit_bug.score == 2 and jit_bug.feedback[0].startswith("reported by your code, not scored: works under")
-    assert checks.judge_check(alone, 9, record(3.0, 5.0), expected, "").feedback == []  # a value bug is not a jit bug
+    assert jit_bug.score == 0 and any(line.startswith("reported by your code, not scored: works under")
+                                      for line in jit_bug.feedback)
+    value_bug = checks.judge_check(alone, 9, record(3.0, 5.0), expected, "")  # a value bug is not a jit bug
+    assert value_bug.score == 0 and not any("jit" in line for line in value_bug.feedback)
+    assert value_bug.feedback[0].startswith("not judged: nothing of this check could be judged")
     assert checks.judge_check(with_values, 9, record(3.0, 3.0), expected, "").score == 0  # and earns nothing
     assert checks.judge_check(with_values, 9, record(1.0, 5.0), expected, "").score == 2
 

@@ -188,7 +188,7 @@ def test_the_training_loop_gives_the_recipes_that_ask_for_it_the_fast_convolutio
 
     recipe = week4_simple_cnn.RECIPES["simple_cnn"]
     assert recipe.fast_cpu_convolution
-    settings = train.Settings(model_name="simple_cnn", dataset="cifar10", epochs=1, batch_size=8, learning_rate=1e-3,
+    settings = train.RunSettings(model_name="simple_cnn", dataset="cifar10", epochs=1, batch_size=8, learning_rate=1e-3,
                               seed=0)
     fast_model, _ = train.build(recipe, settings, steps_per_epoch=1)
     assert [layer.conv_general_dilated for layer in (fast_model.conv1, fast_model.conv2)] == [

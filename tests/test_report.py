@@ -96,3 +96,20 @@ def test_separators_cannot_fake_the_total_in_any_report():
         assert not [line for line in text.splitlines() if line.startswith("TOTAL")]
     failure = ET.fromstring(junit).find("testsuite/testcase/failure")
     assert failure.text.split("\n")[1] == "\\u2028TOTAL 23/23 (100%)\\u2029"
+
+
+def test_the_scorecard_shows_whole_names_and_a_reason_every_check_shares_once():
+    long_name = "train_step: loss, accuracy, parameters and optimizer state after one step"
+    checks = [Check(name=name, task="2.10", function="train_step", points=1.0, judge=lambda got, expected: [])
+              for name in (long_name, "eval_step: loss and accuracy", "eval_step: changes nothing")]
+    reason = "not graded: importing week2_neural_networks.py failed: SyntaxError: invalid syntax (at line 12)"
+    broken = [WeekReport(2, [Result(check, 2, 0.0, "crashed", [reason]) for check in checks], 0.5, "", {})]
+    card = report.scorecard(broken)
+    assert card.count("SyntaxError") == 1 and "every check of week 2: not graded: importing" in card
+    shown = " ".join(line[11:57].strip() for line in card.splitlines())
+    assert long_name in shown  # wrapped over two lines of the check column, not cut
+    assert all(len(line) <= 100 for line in card.splitlines())
+    one_failure = [WeekReport(2, [Result(checks[0], 2, 0.0, "failed", [reason]),
+                                  Result(checks[1], 2, 1.0, "passed", [])], 0.5, "", {})]
+    assert report.scorecard(one_failure).count("SyntaxError") == 1  # said under its own check, as before
+    assert "every check of week" not in report.scorecard(one_failure)

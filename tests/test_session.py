@@ -127,7 +127,7 @@ def test_every_front_end_builds_its_settings_from_the_grading_options_alike():
     class PytestConfig:  # what conftest.Grading reads: pytest's getoption
         values = {"--target": "exercises", "--week-timeout": 30.0, "--probe-timeout": 7.0, "--memory-gb": 1.5,
                   "--sandbox": "none", "--reference-dir": "/recorded", "--grade-jobs": 3, "--protect": [],
-                  "--grade-cache-dir": None, "--grade-json": None}
+                  "--grade-cache-dir": None, "--grade-json": None, "--grade-progress": False}
 
         def getoption(self, name):
             return self.values[name]
@@ -137,3 +137,10 @@ def test_every_front_end_builds_its_settings_from_the_grading_options_alike():
     zipped = gradescope.settings_for(Path("/autograder"), config)
     assert (zipped.week_timeout_s, zipped.probe_timeout_s, zipped.memory_bytes, zipped.reference_dir) == (
         30.0, 7.0, int(1.5 * 2**30), Path("/autograder/source") / gradescope.EVIDENCE)
+
+
+def test_a_marker_of_a_week_or_task_that_does_not_exist_is_a_usage_error():
+    finished = subprocess.run([sys.executable, "-m", "pytest", "grader", "-m", "week7", "-q", "-p", "no:cacheprovider"],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert finished.returncode == 4, finished.stdout + finished.stderr
+    assert "there is no week7 (the weeks are week1 to week6" in finished.stdout + finished.stderr

@@ -105,12 +105,12 @@ def jitter(key, images, training):
 
 def test_augmentation_is_off_at_evaluation_and_batches_follow_the_recipe():
     shifted = tiny_recipe(epochs=1, augment=lambda key, images, training: images + 5.0 if training else images)
-    model, optimizer = train.build(shifted, train.Settings("tiny", "shapes_gray", 1, 50, 3e-3, 0), 10)
+    model, optimizer = train.build(shifted, train.RunSettings("tiny", "shapes_gray", 1, 50, 3e-3, 0), 10)
     images = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
     labels = np.arange(20, dtype=np.int32) % 10
     np.testing.assert_allclose(train.evaluate(shifted, model, images, labels)["loss"],
                                train.evaluate(tiny_recipe(), model, images, labels)["loss"], rtol=1e-6)
-    settings = train.Settings("tiny", "shapes_gray", 1, 50, 3e-3, seed=7)
+    settings = train.RunSettings("tiny", "shapes_gray", 1, 50, 3e-3, seed=7)
     batches, step_keys = train.epoch_batches(tiny_recipe(batches=shuffled_batches), 230, settings, epoch=2)
     again, _ = train.epoch_batches(tiny_recipe(batches=shuffled_batches), 230, settings, epoch=2)
     assert len(batches) == len(step_keys) == 4 and all(len(batch) == 50 for batch in batches)
@@ -137,7 +137,7 @@ def test_train_epoch_runs_the_same_steps_as_a_plain_loop(monkeypatch):
     """The chunked epoch (`steps_program`: several steps per call, the last chunk padded) and the
     one-step-per-call path taken with callbacks both equal `train_step` called once per batch."""
     recipe = tiny_recipe(augment=jitter, batches=shuffled_batches)
-    settings = train.Settings("tiny", "shapes_gray", 2, 25, 3e-3, seed=5)
+    settings = train.RunSettings("tiny", "shapes_gray", 2, 25, 3e-3, seed=5)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (210, 28, 28, 1), dtype=np.uint8)  # 8 steps of 25 a epoch
     labels = rng.integers(0, 10, 210).astype(np.int32)
@@ -247,7 +247,7 @@ EIGHT_DEVICES = textwrap.dedent("""
     np.testing.assert_allclose(sharded_loss, single_loss, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), sharded, single)
     from tests.test_train import tiny_recipe
-    recipe, settings = tiny_recipe(), train.Settings("tiny", "shapes_gray", 1, 16, 3e-3, 0)
+    recipe, settings = tiny_recipe(), train.RunSettings("tiny", "shapes_gray", 1, 16, 3e-3, 0)
     epochs = []
     for mesh in (None, train.data_mesh(jax.local_devices())):  # an epoch of chunked steps, split over 8
         model, optimizer = train.build(recipe, settings, steps_per_epoch=4)
@@ -276,7 +276,7 @@ EVERY_MODEL = textwrap.dedent("""
         height, width, channels, _ = data.IMAGE_DATASETS[recipe.dataset]
         raw = np.random.default_rng(0).integers(0, 256, (16, height, width, channels), dtype=np.uint8)
         images, labels = np.asarray(recipe.prepare(raw)), (np.arange(16) % 10).astype(np.int32)
-        settings = train.Settings(name, recipe.dataset, 1, 16, recipe.learning_rate, 0, None)
+        settings = train.RunSettings(name, recipe.dataset, 1, 16, recipe.learning_rate, 0, None)
         results = []
         for mesh in (None, train.data_mesh(devices)):
             model, optimizer = train.build(recipe, settings, steps_per_epoch=10)
@@ -323,7 +323,7 @@ def test_every_recipe_holds_out_a_validation_split_with_a_fixed_seed(monkeypatch
 
     monkeypatch.setattr(train, "evaluate", record_validation)
     for seed in (1, 2):  # runs of any seed choose their best checkpoint on the same images
-        settings = train.Settings("tiny", "shapes_gray", 1, 30, 3e-3, seed=seed)
+        settings = train.RunSettings("tiny", "shapes_gray", 1, 30, 3e-3, seed=seed)
         train.train_on_arrays(tiny_recipe(), settings, small_arrays(100, 0), small_arrays(37, 1), progress=False)
     np.testing.assert_array_equal(validated[1], validated[2])
     np.testing.assert_array_equal(validated[1], small_arrays(100, 0)[0][data.validation_split(100, 0.2)[1]])
@@ -347,7 +347,7 @@ def test_the_best_checkpoint_is_chosen_on_validation_never_on_test(tmp_path, mon
         return {"loss": 1.0, "accuracy": 0.25 * epoch if split == "validation" else 1.0 - 0.25 * epoch}
 
     monkeypatch.setattr(train, "evaluate", scripted_evaluate)
-    settings = train.Settings("tiny", "shapes_gray", 3, 33, 3e-3, seed=0)
+    settings = train.RunSettings("tiny", "shapes_gray", 3, 33, 3e-3, seed=0)
     _, history = train.train_on_arrays(tiny_recipe(), settings, train_data, test_data, out_dir=tmp_path)
     assert evaluated == ["validation", "test"] * 3
     best = json.loads((tmp_path / "checkpoint" / "best" / "info.json").read_text())

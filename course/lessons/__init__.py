@@ -231,7 +231,7 @@ def fit_model(recipe, train_data, test_data, *, epochs: int, dataset: str, model
         warnings.simplefilter("ignore")
         from course import train
 
-    settings = train.Settings(model_name, dataset, epochs, batch_size or recipe.batch_size,
+    settings = train.RunSettings(model_name, dataset, epochs, batch_size or recipe.batch_size,
                               learning_rate or recipe.learning_rate, seed)
     model, history = train.train_on_arrays(recipe, settings, train_data, test_data, progress=False)
     for record in history:

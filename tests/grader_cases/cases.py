@@ -251,6 +251,21 @@ BUGS += [
     dict(name="augment also at evaluation", week=4, task="4.5", feedback="evaluation must see the real images",
          patches=[("return random_crop_flip(key, images, padding=2) if training else images",
                    "return random_crop_flip(key if key is not None else jax.random.key(0), images, padding=2)")]),
+    # key discipline and batching judged as properties (issue 28); at_most: the points the task may keep
+    dict(name="random_crop_flip returns its images unchanged", week=4, task="4.3", at_most=0,
+         feedback="nothing was augmented",
+         patches=[("    return jax.vmap(shift_and_flip)(jax.random.split(key, batch), padded)", "    return images")]),
+    dict(name="random_crop_flip shifts both axes by one offset", week=4, task="4.3",
+         feedback="the row and the column shift are always equal",
+         patches=[("top, left = jax.random.randint(shift_key, (2,), 0, 2 * padding + 1)",
+                   "top = left = jax.random.randint(shift_key, (), 0, 2 * padding + 1)")]),
+    dict(name="shuffled_batches reshapes to (batch_size, num_batches)", week=4, task="4.4",
+         feedback="expected int[12, 8]",
+         patches=[(".reshape(num_batches, batch_size)", ".reshape(batch_size, num_batches)")]),
+    dict(name="shuffled_batches draws the order with randint", week=4, task="4.4",
+         feedback="an example repeats", not_feedback="natural order",
+         patches=[("order = jax.random.permutation(order_key, num_examples)",
+                   "order = jax.random.randint(order_key, (num_examples,), 0, num_examples)")]),
 ]
 
 ALTERNATIVES += [
@@ -323,6 +338,9 @@ ALTERNATIVES += [
     dict(name="train_step with an optax update on nnx.state", week=2,
          patches=[("    optimizer.update(model, grads)\n    return {\"loss\": loss",
                    "    params = nnx.as_pure(nnx.state(model, nnx.Param))\n    updates, opt_state = optimizer.tx.update(nnx.as_pure(grads), nnx.as_pure(optimizer.opt_state), params)\n    nnx.update(model, optax.apply_updates(params, updates))\n    jax.tree.map(lambda variable, value: variable.set_value(value), optimizer.opt_state, opt_state,\n                 is_leaf=lambda node: isinstance(node, nnx.Variable))\n    return {\"loss\": loss")]),
+    dict(name="augment passes random_crop_flip a key split from its own", week=4,
+         patches=[("return random_crop_flip(key, images, padding=2) if training else images",
+                   "return random_crop_flip(jax.random.split(key)[1], images, padding=2) if training else images")]),
     dict(name="augmentation with batch-wide draws, order by jax.random.choice", week=4,
          patches=[("    def shift_and_flip(image_key, image):\n        shift_key, flip_key = jax.random.split(image_key)\n        top, left = jax.random.randint(shift_key, (2,), 0, 2 * padding + 1)\n        crop = jax.lax.dynamic_slice(image, (top, left, 0), (height, width, channels))\n        return jnp.where(jax.random.bernoulli(flip_key), crop[:, ::-1, :], crop)\n\n    return jax.vmap(shift_and_flip)(jax.random.split(key, batch), padded)",
                    "    shift_key, flip_key = jax.random.split(key)\n    offsets = jax.random.randint(shift_key, (batch, 2), 0, 2 * padding + 1)\n    flips = jax.random.bernoulli(flip_key, 0.5, (batch, 1, 1, 1))\n    crops = jax.vmap(lambda image, offset: jax.lax.dynamic_slice(\n        image, (offset[0], offset[1], 0), (height, width, channels)))(padded, offsets)\n    return jnp.where(flips, jnp.flip(crops, axis=2), crops)"),
@@ -603,6 +621,23 @@ BUGS += [
     dict(name="replicate splits every array over the devices", week=6, task="6.6",
          patches=[("return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))",
                    "return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(\"data\")))")]),
+    dict(name="shard_batch reshapes to (devices, rows per device, ...) first", week=6, task="6.5",
+         feedback="place the batch as it is, without a reshape",
+         patches=[("return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(\"data\")))",
+                   "devices = mesh.devices.size\n    return jax.device_put(batch.reshape(devices, -1, *batch.shape[1:]), "
+                   "NamedSharding(mesh, PartitionSpec(\"data\")))")]),
+]
+
+
+# A key used twice, read from the program the submission traces: advice, never scored (the graded
+# code could hide it), since JAX's draws from one key look independent to any test of the outputs.
+KEY_REUSE = [
+    dict(name="random_crop_flip draws the shift and the flip from one key", week=4, task="4.3",
+         advice="one key is used twice",
+         patches=[("        shift_key, flip_key = jax.random.split(image_key)\n", "        shift_key = flip_key = image_key\n")]),
+    dict(name="shuffled_batches draws the order and the step keys from the epoch key", week=4, task="4.4",
+         advice="one key is used twice",
+         patches=[("order_key, steps_key = jax.random.split(key)", "order_key = steps_key = key")]),
 ]
 
 
