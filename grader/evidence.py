@@ -215,6 +215,7 @@ def send(fd: int, kind: bytes, name: str, payload: bytes = b"") -> None:
 
 
 DONE = "__done__"  # the name of the last RUNNING frame: the child finished every probe
+MAX_STARTS = 1024  # probe starts a Stream keeps the time of (a week has a few dozen probes)
 
 
 class Stream:
@@ -291,9 +292,10 @@ class Stream:
                 return
             if kind == RECORD:
                 self.records[name] = bytes(buffer[name_end + 8:name_end + 8 + size])
-            else:
+            elif name != self.running:
                 self.running = name
-                self.started.append((name, time.monotonic()))
+                if len(self.started) < MAX_STARTS:  # a child that flips between names gains nothing more
+                    self.started.append((name, time.monotonic()))
             del buffer[:name_end + 8 + size]
 
     def overrun(self, check_seconds: float) -> float:

@@ -292,6 +292,19 @@ def test_stream_refuses_bad_frames(data, reason):
     assert list(stream.records) == ["first"], "nothing after a bad frame is taken"
 
 
+def test_stream_keeps_a_bounded_record_of_probe_starts():
+    """A child flipping between two probe names, frame after frame, cannot grow the grader's memory
+    (nor the work of `Stream.overrun`) past `MAX_STARTS` entries; a repeated name adds none."""
+    def running(name: str) -> bytes:  # one RUNNING frame, as evidence.send writes it
+        return evidence.MAGIC + evidence.RUNNING + bytes([len(name)]) + name.encode() + (0).to_bytes(8, "big")
+
+    stream = take(b"".join(running("ab"[index % 2]) for index in range(50_000)), total_bytes=10**7, names={"a", "b"})
+    assert stream.problem == "" and stream.running == "b"
+    assert len(stream.started) == evidence.MAX_STARTS
+    repeated = take(running("a") * 1000, total_bytes=10**7, names={"a"})
+    assert len(repeated.started) == 1 and repeated.overrun(3600.0) == 0.0
+
+
 def test_stream_bounds_the_total():
     stream = take(frames(*[(evidence.RECORD, f"r{index}", b"x" * 900) for index in range(20)]))
     assert "more than 10,000 bytes" in stream.problem
