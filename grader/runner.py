@@ -12,6 +12,7 @@ import difflib
 import functools
 import hashlib
 import importlib
+import itertools
 import json
 import os
 import re
@@ -542,7 +543,8 @@ def _nearest(folder: Path, name: str) -> str:
     """" (found NAME)" for the file in `folder` whose name is closest to `name` (a misnamed or
     misplaced module: Week1_Regression.py, week1.py), else ""; names only, nothing is opened."""
     try:
-        names = sorted(entry.name for entry in os.scandir(folder))[:10_000]
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in itertools.islice(entries, 10_000)]
     except OSError:
         return ""
     by_lower = {found.lower(): found for found in names}
