@@ -21,7 +21,7 @@ from grader import models
 from grader.checks import (HIDDEN_PREFIX, Check, Part, absent, all_of, flag, hidden, jit_agrees, reading,
                            same, values)
 from grader.keys import keys_used_twice
-from grader.probing import attempt, block, normal, rng, stand_ins
+from grader.probing import PartFailure, attempt, block, normal, rng, stand_ins
 
 SIMPLE_CNN = models.ModelSpec("SimpleCNN", "4.1", "4.2", input_shape=(32, 32, 3), other_kwargs={"num_classes": 7})
 PADDING = 2
@@ -101,8 +101,9 @@ def probe_augment(week, given):
     _, passed_again = key_passed(key)
     _, passed_other = key_passed(other_key)
     called_once = all(isinstance(bits, np.ndarray) for bits in (passed, passed_again, passed_other))
-    results = {"training": training, "key_follows": np.bool_(
-        called_once and np.array_equal(passed, passed_again) and not np.array_equal(passed, passed_other))}
+    follows = np.bool_(called_once and np.array_equal(passed, passed_again) and not np.array_equal(passed, passed_other))
+    # where augment itself failed (a stub, an error), that failure is also why the key cannot be judged
+    results = {"training": training, "key_follows": training if isinstance(training, PartFailure) else follows}
     with stand_ins(week, {"random_crop_flip": _crop_flip_stand_in}):
         return {
             **results,
