@@ -230,7 +230,7 @@ class Stream:
         self.names = None if names is None else frozenset(names)
         self.records: dict[str, bytes] = {}
         self.running = ""
-        self.started: list[tuple[str, float]] = []  # (probe, time.monotonic() when it started), in order
+        self.started: list[float] = []  # time.monotonic() at each probe's start, in order
         self.problem = ""
         self.received = 0
         self._buffer = bytearray()
@@ -295,7 +295,7 @@ class Stream:
             elif name != self.running:
                 self.running = name
                 if len(self.started) < MAX_STARTS:  # a child that flips between names gains nothing more
-                    self.started.append((name, time.monotonic()))
+                    self.started.append(time.monotonic())
             del buffer[:name_end + 8 + size]
 
     def overrun(self, check_seconds: float) -> float:
@@ -303,7 +303,7 @@ class Stream:
         an endless loop): the week's time limit does not count them, so one function that never ends
         costs its own checks, not the ones probed after it."""
         with self._lock:
-            starts = [start for _, start in self.started] + [time.monotonic()]
+            starts = [*self.started, time.monotonic()]
         durations = [end - start for start, end in zip(starts, starts[1:])]
         return sum(duration for duration in durations if duration >= check_seconds)
 
