@@ -11,7 +11,7 @@ import time
 import numpy as np
 from flax import nnx
 
-from course import data, train
+from course import data, runs, train
 from solutions.week6_alexnet import RECIPES
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     recipe = RECIPES["alexnet"]
     images, labels = data.load("cifar10", "train")
     batch = np.random.default_rng(0).choice(len(labels), args.batch_size, replace=False)
-    settings = train.RunSettings("alexnet", "cifar10", 1, args.batch_size, recipe.learning_rate, 0)
+    settings = runs.RunSettings("alexnet", "cifar10", 1, args.batch_size, recipe.learning_rate, 0)
     model, optimizer = train.build(recipe, settings, steps_per_epoch=args.steps)
     inputs, batch_labels = train.prepare_fn(recipe)(images[batch]), labels[batch]
     print(f"AlexNet input {inputs.shape}; the recipe's {recipe.schedule} schedule (peak {recipe.learning_rate}) over {args.steps} steps")

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grader import runner  # noqa: E402
+from grader import grading  # noqa: E402
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -67,7 +67,7 @@ def main() -> None:
         environment = {**os.environ, "COURSE_AUTOGRADER_ROOT": str(root)}
         subprocess.run(["bash", str(root / "source" / "setup.sh")], env=environment, check=True,
                        stdout=subprocess.DEVNULL)
-        for name in runner.WEEKS.values():
+        for name in grading.WEEKS.values():
             shutil.copyfile(REPO / "solutions" / f"{name}.py", root / "submission" / f"{name}.py")
         seconds, peaks = [], []
         for repeat in range(args.repeats):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "solutions"))
 
-from grader import child, evidence, probing, runner  # noqa: E402
+from grader import child, evidence, grading, probing  # noqa: E402
 
 
 def timed(label: str, function, *args):
@@ -26,13 +26,13 @@ def timed(label: str, function, *args):
 def main() -> None:
     week = int(sys.argv[1]) if len(sys.argv) > 1 else 6
     child.configure_jax()
-    module = timed("import", importlib.import_module, runner.WEEKS[week])
-    checks = runner.checks_module(week)
+    module = timed("import", importlib.import_module, grading.WEEKS[week])
+    checks = grading.checks_module(week)
     given = {}
     if hasattr(checks, "setup"):
         setup = timed("setup", checks.setup, module)
         given = {key: evidence.to_array(value, key) for key, value in evidence.to_evidence(setup).items()}
-    public, hidden = runner.probe_names(week)
+    public, hidden = grading.probe_names(week)
     for name in public:
         timed(name, checks.PROBES[name], module, given)
     probing.HIDDEN_SEED = 12345

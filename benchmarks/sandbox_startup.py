@@ -11,7 +11,7 @@ import statistics
 import sys
 import time
 
-from grader import sandbox
+from grader import sandbox, uid_cleanup
 
 COMMANDS = {
     "python -c pass": [sys.executable, "-I", "-c", "pass"],
@@ -25,7 +25,7 @@ def seconds_to_run(level: str, command: list[str]) -> float:
         process = sandbox.start(level, command, folders, {}, pass_fds=())
         output, _ = process.communicate(timeout=120)
         elapsed = time.perf_counter() - start
-        sandbox.kill_every_process_of(folders.uid) if folders.uid is not None else None
+        uid_cleanup.kill_every_process_of(folders.uid) if folders.uid is not None else None
     if process.returncode != 0:
         raise RuntimeError(f"{level}: {output.decode(errors='replace')[-500:]}")
     return elapsed

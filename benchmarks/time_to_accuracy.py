@@ -45,7 +45,7 @@ def torch_worker(model_name: str, spec_path: str) -> None:
     import torch.nn.functional as F
 
     sys.path.insert(0, str(REPO))
-    from course import data
+    from course import batching, data
     from tests import torch_models
 
     spec = json.loads(Path(spec_path).read_text())
@@ -94,14 +94,14 @@ def torch_worker(model_name: str, spec_path: str) -> None:
     test_images, test_labels = data.load(spec["dataset"], "test")
     validation = None
     if spec["validation_fraction"]:
-        kept, held_out = data.holdout_split(len(train_labels), spec["validation_fraction"], spec["seed"])
+        kept, held_out = batching.holdout_split(len(train_labels), spec["validation_fraction"], spec["seed"])
         validation = (train_images[held_out], train_labels[held_out])
         train_images, train_labels = train_images[kept], train_labels[kept]
     step = 0
     for epoch in range(spec["epochs"]):
         network.train()
-        for indices in data.batch_indices(len(train_labels), spec["batch_size"], seed=spec["seed"], epoch=epoch,
-                                          drop_last=True):
+        for indices in batching.batch_indices(len(train_labels), spec["batch_size"], seed=spec["seed"], epoch=epoch,
+                                              drop_last=True):
             for group in optimizer.param_groups:
                 group["lr"] = float(learning_rates[min(step, len(learning_rates) - 1)])
             inputs = prepared(train_images[indices])

@@ -9,7 +9,8 @@ import argparse
 import sys
 
 from course import data, registry
-from course.train import CheckpointError, SettingsError
+from course.checkpoints import CheckpointError
+from course.runs import SettingsError, best_record
 
 
 class CommandError(Exception):
@@ -31,16 +32,16 @@ def train_command(args: argparse.Namespace) -> int:
     if args.dashboard_every:
         if not args.out:
             raise CommandError("--dashboard-every needs --out, the folder the dashboard is written to")
-        from course import viz
+        from course import viz_training
 
-        callbacks.append(viz.DashboardWriter(args.dashboard_every, args.out, class_names=data.class_names(dataset)))
+        callbacks.append(viz_training.DashboardWriter(args.dashboard_every, args.out, class_names=data.class_names(dataset)))
     train.use_compilation_cache()
     history = train.fit(recipe, model_name=args.model, dataset=dataset, epochs=args.epochs,
                         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                         data_dir=args.data_dir, out_dir=args.out, resume=args.resume,
                         max_train_examples=args.max_train_examples, precision=args.precision, progress=not args.quiet,
                         callbacks=callbacks)
-    final, best = history[-1], train.best_record(history)
+    final, best = history[-1], best_record(history)
     print(f"{args.model} on {dataset}: test accuracy {final['test_accuracy']:.2%} after {final['epoch']} epochs "
           f"(the last epoch; the test split is not used for selection); best validation accuracy "
           f"{best['validation_accuracy']:.2%} at epoch {best['epoch']}"
@@ -62,22 +63,32 @@ def data_command(args: argparse.Namespace) -> int:
 # Commands implemented elsewhere: `course NAME ARGS...` calls `module.function(ARGS)`.
 DELEGATED = {
     "grade": ("grader.cli", "main", "grade exercises (or a submission folder) against the reference"),
-    "publish": ("course.publish", "main", "regenerate exercises/ from solutions/ (instructors)"),
+    "publish": ("grader.instructor.publish", "main", "regenerate exercises/ from solutions/ (instructors)"),
     "viz": ("course.viz_cli", "main", "draw filters, feature maps, dashboards, predictions (PNG)"),
     "port": ("course.port", "main_port", "convert a PyTorch checkpoint of the original course"),
-    "eval": ("course.port", "main_eval", "test accuracy (overall and per class) of a checkpoint"),
+    "eval": ("course.eval_cli", "main", "test accuracy (overall and per class) of a checkpoint"),
     "lessons": ("course.lessons.build", "main", "list the weekly lessons and write them as notebooks"),
-    "release": ("course.release", "main", "write the student copy: no solutions, recorded reference evidence"),
-    "grade-batch": ("grader.batch", "main", "grade a folder of submissions into DIR/gradebook.csv (instructors)"),
-    "autograder": ("course.autograder", "main", "build the Gradescope autograder zip of the course (instructors)"),
+    "release": ("grader.instructor.release", "main", "write the student copy: no solutions, recorded reference evidence"),
+    "grade-batch": ("grader.instructor.batch", "main", "grade a folder of submissions into DIR/gradebook.csv (instructors)"),
+    "autograder": ("grader.instructor.autograder", "main", "build the Gradescope autograder zip of the course (instructors)"),
 }
+
+
+INSTRUCTOR_TOOLS = "grader.instructor"  # not in a student release (`course release` leaves it out)
 
 
 def run_delegated(name: str, argv: list[str]) -> int:
     import importlib
+    from pathlib import Path
 
     module_name, function_name, _ = DELEGATED[name]
-    return getattr(importlib.import_module(module_name), function_name)(argv)
+    this_copy = Path(__file__).resolve().parents[1]
+    if module_name.startswith(INSTRUCTOR_TOOLS + ".") and not this_copy.joinpath(*INSTRUCTOR_TOOLS.split(".")).is_dir():
+        print(f"course {name}: an instructor command; this is the student release of the course, which has "
+              "no solutions/ and no instructor tools", file=sys.stderr)
+        return 2
+    module = importlib.import_module(module_name)
+    return getattr(module, function_name)(argv)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Datasets of the course: loading from disk, synthetic images, and deterministic minibatches.
+"""Datasets of the course: the catalogue, and loading each from its files on disk.
 
 `load(name, split)` returns numpy arrays:
   - image datasets: `images` uint8 (N, H, W, C) and `labels` int32 (N,);
@@ -12,7 +12,8 @@ Where image data comes from, in this order:
      download manager into that folder (no TensorFlow needed). Nothing is downloaded implicitly.
 Decoded arrays of slow formats (JPEG folders, archives) are cached as `.npz` in `$COURSE_CACHE_DIR`
 (default `~/.cache/deep-into-cnn`), written to a temporary file and renamed, so a cache file is
-either complete or absent.
+either complete or absent. The synthetic shapes need no files (`course.shapes`); the minibatches
+and the validation split of a loaded dataset are `course.batching`'s.
 """
 
 import csv
@@ -26,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from course import shapes
 from course.files import write_atomically
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-SHAPE_CLASSES = ("horizontal bar", "vertical bar", "diagonal", "anti-diagonal", "disk", "ring",
-                 "square", "square outline", "plus", "cross")
 
 IMAGE_DATASETS = {
     # name: (height, width, channels, class names)
@@ -38,10 +38,8 @@ IMAGE_DATASETS = {
     "fashion_mnist": (28, 28, 1, ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                                   "Shirt", "Sneaker", "Bag", "Ankle boot")),
     "cifar10": (32, 32, 3, CIFAR10_CLASSES),
-    "shapes_gray": (28, 28, 1, SHAPE_CLASSES),
-    "shapes_rgb": (32, 32, 3, SHAPE_CLASSES),
+    **shapes.DATASETS,  # shapes_gray, shapes_rgb: made, not read from files
 }
-SYNTHETIC_DATASETS = {"shapes_gray": {"train": 6000, "test": 1000}, "shapes_rgb": {"train": 6000, "test": 1000}}
 TABLES = {
     # name: (csv file, has header, label column, feature columns)
     "diabetes": ("diabetes.csv", True, "Outcome",
@@ -100,8 +98,8 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None) ->
         valid_splits = ("all",)
     if split not in valid_splits:
         raise DataError(f"Dataset {name!r} has no split {split!r}; valid splits: {', '.join(valid_splits)}")
-    if name in SYNTHETIC_DATASETS:
-        return make_shapes(name, split)
+    if name in shapes.DATASETS:
+        return shapes.make_shapes(name, split)
     root = data_root(data_dir)
     if root is None:
         raise DataError(
@@ -340,89 +338,3 @@ def _cached(source: Path, read, *key_parts: str) -> tuple[np.ndarray, np.ndarray
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda file: np.savez(file, images=images, labels=labels))
     return images, labels
-
-
-# ---------------------------------------------------------------------------------------------
-# Synthetic shapes: a procedurally generated 10-class image dataset that needs no files
-
-
-def make_shapes(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images of ten simple shapes (`SHAPE_CLASSES`) at random positions, sizes and intensities.
-
-    `shapes_gray` is MNIST-shaped (28x28x1), `shapes_rgb` CIFAR-shaped (32x32x3, random colours).
-    Deterministic: the same split is the same array on every machine.
-    """
-    height, width, channels, _ = IMAGE_DATASETS[name]
-    count = SYNTHETIC_DATASETS[name][split]
-    rng = np.random.default_rng([("train", "test").index(split), height, channels])
-    labels = rng.integers(0, 10, count).astype(np.int32)
-    rows = np.arange(height, dtype=np.float32)[None, :, None]
-    cols = np.arange(width, dtype=np.float32)[None, None, :]
-    center_y = rng.uniform(0.35, 0.65, (count, 1, 1)) * height
-    center_x = rng.uniform(0.35, 0.65, (count, 1, 1)) * width
-    radius = rng.uniform(0.2, 0.32, (count, 1, 1)) * min(height, width)
-    thickness = rng.uniform(1.2, 2.2, (count, 1, 1))
-    dy, dx = rows - center_y, cols - center_x
-    inside_box = (np.abs(dy) <= radius) & (np.abs(dx) <= radius)
-    distance = np.sqrt(dy ** 2 + dx ** 2)
-    masks = np.stack([
-        (np.abs(dy) <= thickness) & inside_box,                                    # horizontal bar
-        (np.abs(dx) <= thickness) & inside_box,                                    # vertical bar
-        (np.abs(dy - dx) <= 1.4 * thickness) & inside_box,                         # diagonal
-        (np.abs(dy + dx) <= 1.4 * thickness) & inside_box,                         # anti-diagonal
-        distance <= radius,                                                        # disk
-        np.abs(distance - radius) <= thickness,                                    # ring
-        inside_box,                                                                # square
-        inside_box & ((radius - np.maximum(np.abs(dy), np.abs(dx))) <= thickness),  # square outline
-        ((np.abs(dy) <= thickness) | (np.abs(dx) <= thickness)) & inside_box,      # plus
-        ((np.abs(dy - dx) <= 1.4 * thickness) | (np.abs(dy + dx) <= 1.4 * thickness)) & inside_box,  # cross
-    ], axis=1)
-    shape_mask = masks[np.arange(count), labels].astype(np.float32)
-    colour = rng.uniform(0.6, 1.0, (count, 1, 1, channels))
-    background = rng.uniform(0.0, 0.25, (count, 1, 1, channels))
-    noise = rng.normal(0.0, 0.08, (count, height, width, channels))
-    images = background + shape_mask[..., None] * (colour - background) + noise
-    return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8), labels
-
-
-# ---------------------------------------------------------------------------------------------
-# Minibatches
-
-
-# The validation split is drawn with this seed whatever a run's --seed, so that runs of different
-# seeds choose their best checkpoint on the same images.
-VALIDATION_SEED = 0
-
-
-def validation_split(num_examples: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation) of a training split: `fraction` of its examples, at least one,
-    held out at random with the fixed `VALIDATION_SEED` (the rest is what trains).
-
-    The validation examples choose the best checkpoint; the test split is never used for that."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    if num_examples < 2:
-        raise ValueError(f"a validation split needs at least 2 training examples, got {num_examples}")
-    held_out = min(num_examples - 1, max(1, int(round(fraction * num_examples))))
-    return holdout_split(num_examples, held_out / num_examples, VALIDATION_SEED)
-
-
-def holdout_split(num_examples: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation) with `fraction` of `num_examples` held out at random."""
-    order = np.random.default_rng(seed).permutation(num_examples)
-    num_held_out = int(round(fraction * num_examples))
-    return np.sort(order[num_held_out:]), np.sort(order[:num_held_out])
-
-
-def batch_indices(num_examples: int, batch_size: int, *, seed: int | None = None, epoch: int = 0,
-                  drop_last: bool = False) -> list[np.ndarray]:
-    """Index arrays of the minibatches of one epoch.
-
-    With a `seed`, the order is a permutation drawn from (seed, epoch) alone, so an epoch's batches
-    are the same whether or not training was interrupted before it; without, the natural order.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    order = np.arange(num_examples) if seed is None else np.random.default_rng([seed, epoch]).permutation(num_examples)
-    stop = num_examples - num_examples % batch_size if drop_last else num_examples
-    return [order[start:start + batch_size] for start in range(0, stop, batch_size)]

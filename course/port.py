@@ -1,7 +1,7 @@
-"""Weights from the PyTorch original: load its `state_dict`s into the JAX models, and evaluate them.
+"""Weights from the PyTorch original: load its `state_dict`s into the JAX models.
 
     course port simple_cnn.pt --model simple_cnn --out runs/ported
-    course eval runs/ported --dataset cifar10
+    course eval runs/ported --dataset cifar10      # its test accuracy (`course.eval_cli`)
 
 `load_state_dict(model, "simple_cnn", state_dict)` copies a PyTorch `state_dict` (a mapping from
 parameter names to torch tensors or numpy arrays) into an NNX model of the course. PyTorch and Flax
@@ -29,11 +29,9 @@ leading `module.` from `nn.DataParallel` is ignored):
                numbered: conv1 conv2 conv3 conv4 conv5 fc1 fc2 fc3
                sequential: features.0 .3 .6 .8 .10, classifier.1 .4 .6 (torchvision's layout)
 
-A checkpoint file is a `torch.save`d state_dict (`.pt`, `.pth`; read with `weights_only=True`, and
-only then is torch imported), or a dict holding it under "state_dict" or "model_state_dict" (as
-the original's "saving and loading" notebook wrote), or a numpy `.npz` of the same names.
-Anything else, or names or shapes that do not fit, raise `PortError` saying what is missing,
-unexpected or mis-shaped, and which model the checkpoint looks like when it fits another one.
+A checkpoint file (`.pt`, `.pth` or `.npz`) is read by `course.state_dicts.read_state_dict`.
+Names or shapes that do not fit raise `PortError` saying what is missing, unexpected or
+mis-shaped, and which model the checkpoint looks like when it fits another one.
 """
 
 import argparse
@@ -41,7 +39,6 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import jax
@@ -49,8 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from course import data, registry
+from course import registry
 from course.layers import sublayers
+from course.state_dicts import PortError, read_state_dict, to_arrays
 
 # The trainable layers of each reference model, in the order data flows through them (and defined): the
 # "jax" naming. A model of other names or structure is matched by `trainable_layers`, in definition order.
@@ -89,87 +87,7 @@ NAMINGS = {
                        "classifier.1", "classifier.4", "classifier.6"),
     },
 }
-STATE_DICT_WRAPPERS = ("state_dict", "model_state_dict")
 MAX_LISTED = 8
-
-
-class PortError(ValueError):
-    """A checkpoint that cannot be loaded into the model; the message says what does not fit."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading checkpoints
-
-
-def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """Reads a checkpoint file into {name: float32 array in PyTorch's layout}.
-
-    Inputs:
-      path: a `torch.save`d state_dict (or a dict holding one under "state_dict" or
-        "model_state_dict"), or an `.npz` of the same names.
-
-    Raises PortError for a missing file, a file that is not such a checkpoint, or missing torch.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PortError(f"no checkpoint file {path}")
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                return to_arrays(dict(archive), str(path))
-        except (OSError, ValueError) as error:
-            raise PortError(f"{path} is not a readable .npz archive ({first_line(error)})") from None
-    try:
-        import torch
-    except ImportError:
-        raise PortError(f"reading {path} needs PyTorch: pip install torch==2.13.0 (the `torch` extra), "
-                        "or save the state_dict as an .npz archive") from None
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is no checkpoint
-        hint = ("; it may hold a whole pickled model: save `model.state_dict()` instead"
-                if "weights only" in str(error).lower() else "")
-        raise PortError(f"{path} is not a PyTorch checkpoint (torch.load failed: {type(error).__name__}: "
-                        f"{first_line(error)}){hint}") from None
-    return to_arrays(loaded, str(path))
-
-
-def to_arrays(state_dict, source: str = "the checkpoint") -> dict[str, np.ndarray]:
-    """A state_dict of torch tensors or array-likes -> {name: float32 numpy array}.
-
-    Unwraps {"state_dict": ...} and {"model_state_dict": ...}, and drops a `module.` prefix that
-    every name shares. Raises PortError for anything but a mapping of names to floating-point arrays.
-    """
-    if not isinstance(state_dict, Mapping):
-        raise PortError(f"{source} holds a {type(state_dict).__name__}, not a state_dict "
-                        "(a mapping of parameter names to tensors)")
-    for wrapper in STATE_DICT_WRAPPERS:
-        if isinstance(state_dict.get(wrapper), Mapping):
-            state_dict = state_dict[wrapper]
-            break
-    if not state_dict:
-        raise PortError(f"{source} is an empty state_dict")
-    arrays = {str(name): _float_array(name, value, source) for name, value in state_dict.items()}
-    if all(name.startswith("module.") for name in arrays):
-        arrays = {name.removeprefix("module."): value for name, value in arrays.items()}
-    return arrays
-
-
-def _float_array(name, value, source: str) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor; .float() also reads bfloat16, which numpy cannot
-        tensor = value.detach().cpu()
-        if not tensor.is_floating_point():
-            raise PortError(f"{source}: {name!r} holds {tensor.dtype} values, not floating-point weights")
-        return tensor.float().numpy()
-    array = np.asarray(value)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise PortError(f"{source}: {name!r} holds {array.dtype} values, not floating-point weights")
-    return array.astype(np.float32)
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,15 +303,15 @@ def port(checkpoint: str | Path, model_name: str, out_dir: str | Path, *, datase
     `course train MODEL --out OUT_DIR --resume` with the same options fine-tunes the ported weights
     from epoch 1 with a fresh optimizer. Returns the path of `best`.
     """
-    from course import train
+    from course import checkpoints, runs, train
 
     recipes = registry.recipes(target)
     if model_name not in MODEL_LAYERS:
         raise PortError(f"unknown model {model_name!r}; models with a PyTorch original: {', '.join(MODEL_LAYERS)}")
     recipe = recipes[model_name]
-    settings = train.RunSettings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
-                              batch_size or recipe.batch_size, learning_rate or recipe.learning_rate, seed,
-                              max_train_examples)
+    settings = runs.RunSettings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
+                                batch_size or recipe.batch_size, learning_rate or recipe.learning_rate, seed,
+                                max_train_examples)
     if settings.dataset not in recipe.datasets:
         raise PortError(f"model {model_name!r} does not train on {settings.dataset!r}; "
                         f"valid datasets for it: {', '.join(recipe.datasets)}")
@@ -406,7 +324,7 @@ def port(checkpoint: str | Path, model_name: str, out_dir: str | Path, *, datase
     folder = Path(out_dir) / "checkpoint"
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("best", "last"):
-        train.save_checkpoint(folder / name, model, optimizer, info)
+        checkpoints.save_checkpoint(folder / name, model, optimizer, info)
     return folder / "best"
 
 
@@ -434,63 +352,4 @@ def main_port(argv: list[str] | None = None) -> int:
         return 2
     naming = json.loads((path / "info.json").read_text())["ported_from"]["naming"]
     print(f"{args.model}: ported {args.checkpoint} (naming {naming!r}) to {path} and {path.with_name('last')}")
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# `course eval`
-
-
-def main_eval(argv: list[str] | None = None) -> int:
-    """`course eval DIR [--dataset NAME] [--data-dir D]`: test accuracy, overall and per class."""
-    from course import train
-
-    parser = argparse.ArgumentParser(prog="course eval", description="Test accuracy of a checkpoint, overall and per class.")
-    parser.add_argument("run", help="a run folder (OUT of `course train`/`course port`) or a checkpoint folder")
-    parser.add_argument("--dataset", help="the test split to use (default: the one the checkpoint records)")
-    parser.add_argument("--data-dir", help="folder holding the datasets' files (default: $COURSE_DATA_DIR)")
-    parser.add_argument("--model", help="model name, when the checkpoint does not record it")
-    parser.add_argument("--target", help=registry.TARGET_HELP)
-    parser.add_argument("--max-examples", type=int,
-                        help="evaluate N test images only, a fixed random subset (test splits may be sorted by class)")
-    args = parser.parse_args(argv)
-    try:
-        folder = train.find_checkpoint(args.run)
-        settings = train.read_checkpoint_info(folder)["settings"]
-        recipes = registry.recipes(args.target)
-        model_name = args.model or settings.get("model_name")
-        if model_name not in recipes:
-            raise PortError(f"{folder} records model {model_name!r}, which is none of {', '.join(sorted(recipes))}; "
-                            "pass --model")
-        recipe = recipes[model_name]
-        dataset = args.dataset or settings.get("dataset") or recipe.dataset
-        if dataset not in recipe.datasets:
-            raise PortError(f"model {model_name!r} does not take {dataset!r}; valid datasets for it: "
-                            f"{', '.join(recipe.datasets)}")
-        model = recipe.model(nnx.Rngs(0))
-        try:
-            train.restore_checkpoint(folder, model)
-        except train.CheckpointError:
-            raise  # a damaged file: its message names it
-        except Exception as error:  # orbax reports a structure mismatch deep inside
-            raise PortError(f"{folder} does not hold a {model_name!r} model of {registry.package(args.target)}/ "
-                            f"({first_line(error)}); trained from other code? pass the --target it was trained "
-                            "with") from None
-        images, labels = data.load(dataset, "test", data_dir=args.data_dir)
-    except (PortError, data.DataError, train.CheckpointError, registry.TargetError) as error:
-        print(f"course eval: error: {error}", file=sys.stderr)
-        return 2
-    if args.max_examples and args.max_examples < len(labels):
-        subset = np.sort(np.random.default_rng(0).permutation(len(labels))[:args.max_examples])
-        images, labels = images[subset], labels[subset]
-    from course import viz
-
-    _, predictions = viz.predict(model, recipe.prepare, images)
-    matrix = viz.confusion_matrix(labels, predictions, data.num_classes(dataset))
-    correct, total = np.diag(matrix), matrix.sum(axis=1)
-    print(f"{model_name} on {dataset} test ({len(labels)} images): accuracy {correct.sum() / total.sum():.2%}")
-    width = max(len(name) for name in data.class_names(dataset))
-    for name, right, count in zip(data.class_names(dataset), correct, total):
-        share = f"{right / count:7.2%}" if count else "    n/a"
-        print(f"  {name:<{width}}  {share}  ({right}/{count})")
     return 0

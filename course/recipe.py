@@ -31,7 +31,7 @@ class Recipe:
         static; or None.
       batches: maps `(key, num_examples, batch_size)` to an epoch's `(batch indices (B, batch_size),
         step keys (B,))`, as week 4's `shuffled_batches`; or None for a numpy permutation.
-      validation_fraction: share of the training split held out (`course.data.validation_split`,
+      validation_fraction: share of the training split held out (`course.batching.validation_split`,
         a fixed seed) to choose the best checkpoint; the test split is never used for that, so every
         recipe holds one out (default: a tenth).
       fast_cpu_convolution: the training loop computes the model's `nnx.Conv` layers as patches

@@ -7,7 +7,7 @@ train with those. Week 5's models have other losses and train through steps buil
     eval_step = make_eval_step(mse_pm1_loss)
 
 The steps are plain `nnx.jit` functions: they run unchanged on CPU, GPU or TPU, and on a batch
-sharded over several devices (see `course.train.shard_batch`) with no change at all.
+sharded over several devices (see `course.sharding.shard_batch`) with no change at all.
 """
 
 from collections.abc import Callable

@@ -4,21 +4,18 @@
 
 `fit` loads the data, builds the model and an `nnx.Optimizer`, and runs the recipe's jitted
 `train_step` over shuffled minibatches, evaluating after each epoch. The recipe's validation
-share of the training split is held out (`course.data.validation_split`, a fixed seed): it chooses
-the best checkpoint. The test split is evaluated after every epoch for the curves only and never
-chooses anything. With `out_dir` it keeps `metrics.json` (the history), `curves.png`, and orbax
-checkpoints of the last and the best epoch, from which `fit(..., resume=True)` continues exactly
-where an interrupted run stopped, or extends a finished run to more epochs.
-With several local devices the batch is sharded over them and the state replicated; the model code
-and the steps are the same.
+share of the training split is held out (`course.batching.validation_split`, a fixed seed): it
+chooses the best checkpoint. The test split is evaluated after every epoch for the curves only and
+never chooses anything. With `out_dir` it keeps `metrics.json` (the history: `course.runs`),
+`curves.png`, and orbax checkpoints of the last and the best epoch (`course.checkpoints`), from
+which `fit(..., resume=True)` continues exactly where an interrupted run stopped, or extends a
+finished run to more epochs.
+With several local devices the batch is sharded over them and the state replicated
+(`course.sharding`); the model code and the steps are the same.
 """
 
 import dataclasses
 import functools
-import json
-import os
-import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,43 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from course import data, layers
-from course.files import write_atomically
+from course import batching, checkpoints, data, layers, runs, sharding
 from course.precision import set_precision
 from course.recipe import Recipe
 
 EVAL_BATCH_SIZE = 500
-
-
-class SettingsError(ValueError):
-    """Settings that cannot train (a dataset the model does not take, a batch larger than the data...)."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be read; the message names the file and what is wrong with it."""
-
-
-class CheckpointMissing(CheckpointError, FileNotFoundError):
-    """A folder that holds no checkpoint at all (also a FileNotFoundError, for callers that expect one)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """The hyperparameters of one run: the recipe's defaults with the caller's overrides."""
-
-    model_name: str
-    dataset: str
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    max_train_examples: int | None = None
-    precision: str = "float32"
 
 
 def learning_rate_schedule(recipe: Recipe, learning_rate: float, total_steps: int, steps_per_epoch: int):
@@ -76,7 +44,7 @@ def learning_rate_schedule(recipe: Recipe, learning_rate: float, total_steps: in
     return learning_rate
 
 
-def build(recipe: Recipe, settings: RunSettings, steps_per_epoch: int) -> tuple[nnx.Module, nnx.Optimizer]:
+def build(recipe: Recipe, settings: runs.RunSettings, steps_per_epoch: int) -> tuple[nnx.Module, nnx.Optimizer]:
     """The recipe's model, seeded by `settings.seed`, in `settings.precision` (`course.precision`),
     with the fast CPU convolution where the recipe asks for it, and its optimizer over the model's
     `nnx.Param`s."""
@@ -102,44 +70,6 @@ def use_compilation_cache(folder: Path | None = None) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Devices: data parallelism over every local device
-
-
-def data_mesh(devices=None) -> jax.sharding.Mesh | None:
-    """A one-axis mesh ("data") over `devices`, or None where there is only one.
-
-    By default, the local accelerators (GPUs, TPUs). Host CPU devices (`XLA_FLAGS=
-    --xla_force_host_platform_device_count=N`) are never split over by default: they share the same
-    cores, so a batch split over them trains slower (0.6x for SimpleCNN on 2 cores), and a step
-    whose devices wait on each other in a collective can stall when there are more devices than
-    cores. Pass them explicitly to split over them anyway (the tests do)."""
-    if devices is None:
-        devices = [device for device in jax.local_devices() if device.platform != "cpu"]
-    return jax.sharding.Mesh(np.array(devices), ("data",)) if len(devices) > 1 else None
-
-
-def replicate(mesh: jax.sharding.Mesh | None, tree):
-    """Places every array of `tree` (for instance `nnx.state(model)`) on all devices of `mesh`."""
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
-
-
-def shard_batch(mesh: jax.sharding.Mesh | None, batch: np.ndarray) -> jax.Array:
-    """Splits `batch` along its first axis over the mesh's devices (replicated if it does not divide)."""
-    if mesh is None:
-        return jnp.asarray(batch)
-    divides = batch.shape[0] % mesh.devices.size == 0
-    spec = PartitionSpec("data") if divides else PartitionSpec()
-    return jax.device_put(batch, NamedSharding(mesh, spec))
-
-
-def shard_steps(mesh: jax.sharding.Mesh | None, batches: np.ndarray) -> jax.Array:
-    """`shard_batch` for a chunk of batches (S, N, ...): each batch split along N over the mesh."""
-    if mesh is None:
-        return jnp.asarray(batches)
-    return jax.device_put(batches, NamedSharding(mesh, PartitionSpec(None, "data")))
-
-
-# ---------------------------------------------------------------------------------------------
 # Epochs
 
 
@@ -158,14 +88,16 @@ def training_inputs(recipe: Recipe, images: jax.Array, key: jax.Array) -> jax.Ar
     return inputs if recipe.augment is None else recipe.augment(key, inputs, True)
 
 
-def epoch_batches(recipe: Recipe, num_examples: int, settings: RunSettings, epoch: int) -> tuple[np.ndarray, jax.Array]:
+def epoch_batches(recipe: Recipe, num_examples: int, settings: runs.RunSettings,
+                  epoch: int) -> tuple[np.ndarray, jax.Array]:
     """(the epoch's batch indices (B, batch_size), a key per step (B,)), from the seed and the epoch
     alone, so that a resumed run draws what the uninterrupted one drew."""
     epoch_key = jax.random.fold_in(jax.random.key(settings.seed), epoch)
     if recipe.batches is not None:
         batches, step_keys = recipe.batches(epoch_key, num_examples, settings.batch_size)
         return np.asarray(batches), step_keys if isinstance(step_keys, jax.Array) else jnp.stack(step_keys)
-    batches = data.batch_indices(num_examples, settings.batch_size, seed=settings.seed, epoch=epoch, drop_last=True)
+    batches = batching.batch_indices(num_examples, settings.batch_size, seed=settings.seed, epoch=epoch,
+                                     drop_last=True)
     step_keys = jax.vmap(lambda step: jax.random.fold_in(epoch_key, step))(jnp.arange(len(batches)))
     return np.stack(batches), step_keys
 
@@ -213,13 +145,13 @@ def steps_program(recipe: Recipe, graphdef: nnx.GraphDef):
     return jax.jit(run, donate_argnums=0)
 
 
-def train_epoch(recipe, model, optimizer, images, labels, settings: RunSettings, epoch: int, mesh=None,
+def train_epoch(recipe, model, optimizer, images, labels, settings: runs.RunSettings, epoch: int, mesh=None,
                 progress: bool = True, callbacks=()) -> dict:
     """One epoch of `recipe.train_step` over shuffled batches; returns mean loss, accuracy and speed.
 
     The steps run STEPS_PER_CALL at a time (`steps_program`). With callbacks they run one at a time,
     and each callback's `on_step(step, metrics, model, inputs, labels)` is called after every step,
-    `step` counted from 0 over all epochs (see `course.viz.DashboardWriter`).
+    `step` counted from 0 over all epochs (see `course.viz_training.DashboardWriter`).
     """
     batches, step_keys = epoch_batches(recipe, len(labels), settings, epoch)
     key_data = np.asarray(jax.random.key_data(step_keys) if jax.dtypes.issubdtype(step_keys.dtype, jax.dtypes.prng_key)
@@ -239,8 +171,8 @@ def train_epoch(recipe, model, optimizer, images, labels, settings: RunSettings,
             # The last chunk repeats its last step to fill up, and `valid` tells the program to skip those.
             chunk = np.minimum(np.arange(first, first + per_call), num_steps - 1)
             valid = np.arange(first, first + per_call) < num_steps
-            chunk_images = shard_steps(mesh, images[batches[chunk]])
-            chunk_labels = shard_steps(mesh, labels[batches[chunk]])
+            chunk_images = sharding.shard_steps(mesh, images[batches[chunk]])
+            chunk_labels = sharding.shard_steps(mesh, labels[batches[chunk]])
             state, metrics = run_steps(state, chunk_images, chunk_labels, key_data[chunk], valid)
             pending.append((int(valid.sum()), metrics))
             if callbacks:
@@ -271,153 +203,12 @@ def evaluate(recipe: Recipe, model: nnx.Module, images: np.ndarray, labels: np.n
     prepare = prepare_fn(recipe)
     model.eval()
     loss_sum = correct = 0.0
-    for indices in data.batch_indices(len(labels), batch_size):
-        metrics = recipe.eval_step(model, prepare(shard_batch(mesh, images[indices])),
-                                   shard_batch(mesh, labels[indices]))
+    for indices in batching.batch_indices(len(labels), batch_size):
+        metrics = recipe.eval_step(model, prepare(sharding.shard_batch(mesh, images[indices])),
+                                   sharding.shard_batch(mesh, labels[indices]))
         loss_sum += float(metrics["loss"]) * len(indices)
         correct += float(metrics["accuracy"]) * len(indices)
     return {"loss": loss_sum / len(labels), "accuracy": correct / len(labels)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints and history
-
-
-def save_checkpoint(path: Path, model: nnx.Module, optimizer: nnx.Optimizer, info: dict) -> None:
-    """Writes model state, optimizer state (orbax) and `info` (JSON) to `path`, replacing it whole."""
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(partial.resolve() / "model", nnx.state(model))
-    checkpointer.save(partial.resolve() / "optimizer", nnx.state(optimizer))
-    checkpointer.wait_until_finished()
-    (partial / "info.json").write_text(json.dumps(info, indent=2))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(partial, path)
-
-
-SETTINGS_TYPES = {"model_name": str, "dataset": str, "epochs": int, "batch_size": int,
-                  "learning_rate": (int, float), "seed": int, "max_train_examples": (int, type(None)),
-                  "precision": str}
-
-
-def info_problem(info) -> str | None:
-    """What is wrong with the content of a checkpoint's info.json (written by `save_checkpoint` from
-    `train_on_arrays` or `course port`), or None if nothing is."""
-    if not isinstance(info, dict):
-        return f"expected a JSON object, found {type(info).__name__}"
-    settings = info.get("settings")
-    if not isinstance(settings, dict):
-        return "'settings' is missing or not an object"
-    for name, kind in SETTINGS_TYPES.items():
-        if name == "precision" and name not in settings:
-            continue  # runs from before --precision were float32
-        if not isinstance(settings.get(name), kind) or isinstance(settings.get(name), bool):
-            return f"settings.{name} is {settings.get(name)!r}, expected {getattr(kind, '__name__', 'a number')}"
-    history = info.get("history")
-    if not isinstance(history, list):
-        return "'history' is missing or not a list"
-    for number, record in enumerate(history, start=1):
-        if not isinstance(record, dict) or record.get("epoch") != number:
-            return f"history entry {number} is not the record of epoch {number}"
-        for name, value in record.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                return f"history entry {number}: {name} is {value!r}, not a number"
-    if not isinstance(info.get("best_accuracy"), (int, float)):
-        return f"best_accuracy is {info.get('best_accuracy')!r}, not a number"
-    if info.get("epoch") != len(history):
-        return f"epoch is {info.get('epoch')!r}, but the history holds {len(history)} epochs"
-    if not isinstance(info.get("validation", {}), dict):
-        return f"validation is {info['validation']!r}, not an object"
-    if not isinstance(info.get("extensions", []), list) or not all(isinstance(e, dict) for e in info.get("extensions", [])):
-        return f"extensions is {info['extensions']!r}, not a list of objects"
-    return None
-
-
-def find_checkpoint(path) -> Path:
-    """The checkpoint folder (holding info.json and model/) that `path` names: `path` itself, or the
-    best checkpoint of a run folder (`path/checkpoint/best`, or `path/best`). CheckpointMissing,
-    saying what was expected, where there is none."""
-    path = Path(path)
-    for candidate in (path, path / "checkpoint" / "best", path / "best"):
-        if (candidate / "info.json").is_file() and (candidate / "model").is_dir():
-            return candidate
-    if not path.exists():
-        raise CheckpointMissing(f"{path} does not exist; pass a run folder written by `course train --out` "
-                                "(or `course port`) or its checkpoint/best")
-    raise CheckpointMissing(f"{path} holds no checkpoint: expected {path}/checkpoint/best or a folder with model/ "
-                            "and info.json (written by `course train --out` or `course port`)")
-
-
-def read_checkpoint_info(path: Path) -> dict:
-    """The checkpoint's info.json (settings, history, best accuracy, epoch), checked; raises
-    CheckpointError naming the file when it is missing, not JSON, or not what `course train` writes."""
-    file = Path(path) / "info.json"
-    try:
-        info = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise CheckpointMissing(f"{path} is not a checkpoint written by `course train` (no info.json)") from None
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{file}: corrupt, not text") from None
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{file}: corrupt, not valid JSON ({error})") from None
-    if problem := info_problem(info):
-        raise CheckpointError(f"{file}: not the info file of a `course train` checkpoint: {problem}")
-    return info
-
-
-def damaged_arrays(folder: Path) -> str | None:
-    """What is wrong with the files of an orbax array folder (model/ or optimizer/) on their own,
-    whatever model they are read into, as "FILE: problem"; None if every array reads back."""
-    for file in [folder / "_METADATA", *sorted((folder / "array_metadatas").glob("*"))]:
-        try:
-            json.loads(file.read_text())
-        except FileNotFoundError:
-            return f"{file}: missing"
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return f"{file}: corrupt (not JSON)"
-    try:  # every array read back as numpy: no model, no devices, only the files
-        tree = ocp.StandardCheckpointer().metadata(folder.resolve()).item_metadata.tree
-        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-        ocp.PyTreeCheckpointer().restore(folder.resolve(), args=ocp.args.PyTreeRestore(restore_args=as_numpy))
-    except Exception as error:  # noqa: BLE001  # tensorstore and orbax raise plain Exception/ValueError
-        while error.__cause__ is not None:  # the innermost error names the file and the array
-            error = error.__cause__
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        files = [name for name in re.findall(r'local file "([^"]+)"', message) if not name.endswith("/")]
-        array = re.search(r'Error reading "([^"/]+)\.value/', message)
-        reason = message.rsplit('": ', 1)[-1][:160]
-        where = files[-1] if files else str(folder)
-        return f"{where}: the array data{f' of {array[1]}' if array else ''} is corrupt ({reason})"
-    return None
-
-
-def restore_checkpoint(path: Path, model: nnx.Module, optimizer: nnx.Optimizer | None = None) -> dict:
-    """Loads a checkpoint written by `save_checkpoint` into `model` (and `optimizer`); returns its info.
-
-    A damaged file (info.json, or the array data under model/ or optimizer/) raises CheckpointError
-    naming it; arrays that are intact but do not fit `model` raise orbax's own error.
-    """
-    path = Path(path)
-    if not (path / "model").is_dir() or not (path / "info.json").is_file():
-        raise CheckpointMissing(f"{path} is not a checkpoint written by `course train` (no model/ and info.json)")
-    info = read_checkpoint_info(path)
-    checkpointer = ocp.StandardCheckpointer()
-    for part, target in (("model", model), ("optimizer", optimizer)):
-        if target is None:
-            continue
-        try:
-            nnx.update(target, checkpointer.restore(path.resolve() / part, nnx.state(target)))
-        except Exception:
-            if damage := damaged_arrays(path / part):
-                raise CheckpointError(damage) from None
-            raise
-    return info
-
-
-def write_json(path: Path, content) -> None:
-    """Writes JSON to `path` whole (`course.files.write_atomically`)."""
-    write_atomically(path, json.dumps(content, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,16 +226,16 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
     of best accuracy on the validation split held out of the training split; the test split is
     evaluated every epoch for the curves only). With `resume=True`, continues from
     `out_dir/checkpoint/last`: an interrupted run reproduces the uninterrupted one, and a finished
-    run of fewer epochs than `epochs` is extended (see `resumed_history`).
+    run of fewer epochs than `epochs` is extended (see `course.runs.resumed_history`).
     `callbacks` get `on_step(...)` after every train step (see `train_epoch`) and, if they have it,
     `finish(model, images, labels)` with the first test images after the last epoch.
     """
-    settings = RunSettings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
-                        batch_size or recipe.batch_size, learning_rate or recipe.learning_rate, seed,
-                        max_train_examples, precision)
+    settings = runs.RunSettings(model_name, dataset or recipe.dataset, epochs or recipe.epochs,
+                                batch_size or recipe.batch_size, learning_rate or recipe.learning_rate, seed,
+                                max_train_examples, precision)
     if settings.dataset not in recipe.datasets:
-        raise SettingsError(f"Model {model_name!r} does not train on {settings.dataset!r}; "
-                         f"its datasets: {', '.join(recipe.datasets)}")
+        raise runs.SettingsError(f"Model {model_name!r} does not train on {settings.dataset!r}; "
+                                 f"its datasets: {', '.join(recipe.datasets)}")
     train_images, train_labels = data.load(settings.dataset, "train", data_dir=data_dir)
     test_images, test_labels = data.load(settings.dataset, "test", data_dir=data_dir)
     if max_train_examples:
@@ -454,30 +245,31 @@ def fit(recipe: Recipe, *, model_name: str = "model", dataset: str | None = None
     return history
 
 
-def train_on_arrays(recipe: Recipe, settings: RunSettings, train_data, test_data, *, out_dir=None,
+def train_on_arrays(recipe: Recipe, settings: runs.RunSettings, train_data, test_data, *, out_dir=None,
                     resume: bool = False, progress: bool = True, callbacks=()) -> tuple[nnx.Module, list[dict]]:
     """The loop of `fit` on arrays already in memory; returns (the trained model, the history).
 
     Inputs:
     - train_data, test_data: (uint8 images (N, H, W, C), int32 labels (N,)); the recipe's
-      validation share is held out of train_data (`course.data.validation_split`).
+      validation share is held out of train_data (`course.batching.validation_split`).
     - out_dir, resume, progress, callbacks: as `fit`.
     """
     (train_images, train_labels), (test_images, test_labels) = train_data, test_data
     if len(train_labels) < 2:
-        raise SettingsError(f"{len(train_labels)} training examples cannot spare a validation split")
-    kept, held_out = data.validation_split(len(train_labels), recipe.validation_fraction)
+        raise runs.SettingsError(f"{len(train_labels)} training examples cannot spare a validation split")
+    kept, held_out = batching.validation_split(len(train_labels), recipe.validation_fraction)
     validation = (train_images[held_out], train_labels[held_out])
     train_images, train_labels = train_images[kept], train_labels[kept]
-    split = {"fraction": recipe.validation_fraction, "seed": data.VALIDATION_SEED, "examples": len(held_out)}
-    mesh = data_mesh()
+    split = {"fraction": recipe.validation_fraction, "seed": batching.VALIDATION_SEED, "examples": len(held_out)}
+    mesh = sharding.data_mesh()
     if mesh is None and len(jax.local_devices()) > 1 and progress:
         print(f"course train: {len(jax.local_devices())} host CPU devices are visible; training on one of them "
               "(they share the same cores, so splitting batches over them is slower)", file=sys.stderr)
     if mesh is not None and settings.batch_size % mesh.devices.size:
-        raise SettingsError(f"batch size {settings.batch_size} must divide over {mesh.devices.size} devices")
+        raise runs.SettingsError(f"batch size {settings.batch_size} must divide over {mesh.devices.size} devices")
     if len(train_labels) < settings.batch_size:
-        raise SettingsError(f"{len(train_labels)} training examples are fewer than one batch of {settings.batch_size}")
+        raise runs.SettingsError(f"{len(train_labels)} training examples are fewer than one batch of "
+                                 f"{settings.batch_size}")
 
     model, optimizer = build(recipe, settings, len(train_labels) // settings.batch_size)
     history, best_accuracy, extensions = [], -1.0, []
@@ -485,8 +277,8 @@ def train_on_arrays(recipe: Recipe, settings: RunSettings, train_data, test_data
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if resume and (out / "checkpoint" / "last").is_dir():
-            history, best_accuracy, extensions = resumed_history(out, model, optimizer, settings, split, progress)
-    nnx.update((model, optimizer), replicate(mesh, nnx.state((model, optimizer))))
+            history, best_accuracy, extensions = runs.resumed_history(out, model, optimizer, settings, split, progress)
+    nnx.update((model, optimizer), sharding.replicate(mesh, nnx.state((model, optimizer))))
 
     for epoch in range(len(history), settings.epochs):
         epoch_start = time.perf_counter()
@@ -499,96 +291,24 @@ def train_on_arrays(recipe: Recipe, settings: RunSettings, train_data, test_data
         record["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(record)
         if progress:
-            print(format_record(record), flush=True)
+            print(runs.format_record(record), flush=True)
         if out is not None:
             selected = record["validation_accuracy"]
             info = {"settings": dataclasses.asdict(settings), "history": history,
-                    "best_accuracy": max(best_accuracy, selected), "validation": split, "extensions": extensions}
+                    "best_accuracy": max(best_accuracy, selected), "validation": split, "extensions": extensions,
+                    "epoch": epoch + 1}
             if selected > best_accuracy:
                 best_accuracy = selected
-                save_checkpoint(out / "checkpoint" / "best", model, optimizer, {**info, "epoch": epoch + 1})
-            save_checkpoint(out / "checkpoint" / "last", model, optimizer, {**info, "epoch": epoch + 1})
-            write_json(out / "metrics.json", run_summary(settings, history, split, extensions))
+                checkpoints.save_checkpoint(out / "checkpoint" / "best", model, optimizer, info)
+            checkpoints.save_checkpoint(out / "checkpoint" / "last", model, optimizer, info)
+            runs.write_json(out / "metrics.json", runs.run_summary(settings, history, split, extensions))
     for callback in callbacks:
         if hasattr(callback, "finish"):
             model.eval()
             sample = slice(0, settings.batch_size)
             callback.finish(model, prepare_fn(recipe)(test_images[sample]), jnp.asarray(test_labels[sample]))
     if out is not None:
-        from course import viz
+        from course import viz_training
 
-        viz.plot_history(history).savefig(out / "curves.png", dpi=100)
+        viz_training.plot_history(history).savefig(out / "curves.png", dpi=100)
     return model, history
-
-
-def resumed_history(out: Path, model, optimizer, settings: RunSettings, split: dict,
-                    progress: bool) -> tuple[list[dict], float, list[dict]]:
-    """Restores `out/checkpoint/last` into `model` and `optimizer` for `--resume`; returns (history,
-    best validation accuracy, extensions).
-
-    The run must have the same settings except `epochs`: with as many epochs, an interrupted run
-    continues exactly as the uninterrupted one would have; with more, a finished (or interrupted)
-    run is extended. An extension continues the optimizer where it stopped, but its learning-rate
-    schedule is the one of a run of the new length (a cosine decay would otherwise stay at zero),
-    so it differs from a run trained that long from the start: `extensions` records each one.
-    """
-    last = out / "checkpoint" / "last"
-    try:
-        info = restore_checkpoint(last, model, optimizer)
-    except CheckpointError as error:
-        raise CheckpointError(f"Cannot resume {out}: {error}") from None
-    except Exception as error:  # noqa: BLE001  # orbax reports a tree that does not fit in many ways
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"Cannot resume {out}: {last} does not hold a {settings.model_name!r} model "
-                              f"and its optimizer ({reason})") from None
-    history = info["history"]
-    saved = {"precision": "float32", **info["settings"]}  # runs from before --precision were float32
-    wanted = dataclasses.asdict(settings)
-    if {**saved, "epochs": 0} != {**wanted, "epochs": 0}:
-        raise SettingsError(f"Cannot resume {out}: it was trained with {info['settings']}, not {wanted} "
-                            "(only --epochs may change)")
-    if any("validation_accuracy" not in record for record in history):
-        raise SettingsError(f"Cannot resume {out}: its best checkpoint was chosen on the test split (a run from "
-                            "before validation splits); train it again without --resume")
-    if info.get("validation", split) != split:
-        raise SettingsError(f"Cannot resume {out}: it held out the validation split {info['validation']}, "
-                            f"not {split}")
-    if settings.epochs < len(history):
-        raise SettingsError(f"Cannot resume {out} for {settings.epochs} epochs: it has trained {len(history)} "
-                            f"already; pass --epochs {len(history) + 1} or more to extend it")
-    extensions = list(info.get("extensions", []))
-    if settings.epochs != saved["epochs"]:
-        extensions.append({"after_epoch": len(history), "from_epochs": saved["epochs"], "to_epochs": settings.epochs})
-        if progress:
-            print(f"course train: extending {out} from {saved['epochs']} to {settings.epochs} epochs, after epoch "
-                  f"{len(history)}; the learning-rate schedule is now that of a {settings.epochs}-epoch run",
-                  file=sys.stderr)
-    return history, info["best_accuracy"], extensions
-
-
-def best_record(history: list[dict]) -> dict | None:
-    """The record of the epoch `checkpoint/best` holds: the first of highest validation accuracy."""
-    scored = [record for record in history if "validation_accuracy" in record]
-    return max(scored, key=lambda record: record["validation_accuracy"]) if scored else None
-
-
-def run_summary(settings: RunSettings, history: list[dict], split: dict, extensions: list[dict]) -> dict:
-    """The content of metrics.json: settings, history, and how the best checkpoint was chosen."""
-    best = best_record(history)
-    return {"settings": dataclasses.asdict(settings), "history": history,
-            "best_checkpoint": {"chosen_on": "validation_accuracy", "epoch": best["epoch"],
-                                "validation_accuracy": best["validation_accuracy"]},
-            "validation": {**split, "held_out_of": "the training split"},
-            "test": "evaluated after every epoch for the curves only; not used for selection",
-            "extensions": extensions}
-
-
-def format_record(record: dict) -> str:
-    """One line summing up an epoch's record."""
-    parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.4f}",
-             f"train acc {record['train_accuracy']:.2%}"]
-    if "validation_accuracy" in record:
-        parts.append(f"val loss {record['validation_loss']:.4f}, acc {record['validation_accuracy']:.2%}")
-    parts += [f"test (not used for selection) loss {record['test_loss']:.4f}, acc {record['test_accuracy']:.2%}",
-              f"{record['train_seconds']:.1f}s", f"{record['images_per_second']:.0f} img/s"]
-    return " | ".join(parts)

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image, UnidentifiedImageError
 
-from course import data, registry, train, viz
+from course import checkpoints, data, registry, viz, viz_filters, viz_layers, viz_predictions, viz_training
 from course.viz import VizError
 
 SAMPLE_IMAGES = ("grace_hopper", "grace_hopper.jpg")
@@ -44,7 +44,7 @@ def load_checkpoint(path, model_name: str | None = None, target: str | None = No
     `target` says whose model code to build (`course.registry.package`).
     Raises VizError when the folder is no checkpoint, names no course model, or holds other weights.
     """
-    folder = train.find_checkpoint(path)
+    folder = checkpoints.find_checkpoint(path)
     try:
         settings = json.loads((folder / "info.json").read_text())["settings"]
         settings["model_name"], settings["dataset"]
@@ -59,7 +59,7 @@ def load_checkpoint(path, model_name: str | None = None, target: str | None = No
     # An abstract model (shapes only) skips the random initialisation the checkpoint overwrites anyway.
     model = nnx.eval_shape(lambda: recipe.model(nnx.Rngs(settings.get("seed", 0))))
     try:
-        train.restore_checkpoint(folder, model)
+        checkpoints.restore_checkpoint(folder, model)
     except Exception as error:  # orbax raises many types for a tree that does not fit  # noqa: BLE001
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise VizError(f"{folder} does not hold the weights of a {name!r} model of {registry.package(target)}/ "
@@ -184,12 +184,12 @@ def fixed_kernels(which: str, target: str | None = None):
 def filters_command(args) -> int:
     if args.fixed:
         kernels, titles = fixed_kernels(args.fixed, args.target)
-        return write(viz.plot_kernels(list(kernels), titles), args.out, f"filters_{args.fixed}.png")
+        return write(viz_filters.plot_kernels(list(kernels), titles), args.out, f"filters_{args.fixed}.png")
     model, _, settings = load_checkpoint(args.checkpoint, args.model, args.target)
     height, width, channels, _ = data.IMAGE_DATASETS[checkpoint_dataset(args, settings)]
-    layer, kernels = viz.first_layer_filters(model, (height, width, channels))
+    layer, kernels = viz_filters.first_layer_filters(model, (height, width, channels))
     title = f"{settings['model_name']} {layer}"
-    return write(viz.plot_learned_filters(kernels, title, args.max_filters), args.out, "filters.png")
+    return write(viz_filters.plot_learned_filters(kernels, title, args.max_filters), args.out, "filters.png")
 
 
 def fixed_image(args) -> tuple[np.ndarray, str]:
@@ -211,23 +211,23 @@ def feature_maps_command(args) -> int:
         kernels, _ = fixed_kernels(args.fixed, args.target)
         maps = {title: np.asarray(value) for title, value in zip(
             ("conv", "ReLU", "max-pool 2x2/2"), week3.feature_maps(jnp.asarray(image), jnp.asarray(kernels)).values())}
-        figure = viz.plot_feature_maps(image, maps, f"the fixed {args.fixed!r} filters on {description}")
+        figure = viz_filters.plot_feature_maps(image, maps, f"the fixed {args.fixed!r} filters on {description}")
         return write(figure, args.out, f"feature_maps_{args.fixed}.png")
     model, recipe, settings = load_checkpoint(args.checkpoint, args.model, args.target)
     dataset = checkpoint_dataset(args, settings)
     args.image = args.image or "0"
     image, _, description = dataset_image(args, dataset)
     inputs = prepared(recipe, image[None])
-    layer = args.layer or viz.conv_layer_names(viz.layer_outputs(model, inputs))[0]
-    maps = viz.layer_feature_maps(model, inputs, layer)
-    figure = viz.plot_feature_maps(image, maps, f"{settings['model_name']} {layer} on {description}",
-                                   max_filters=args.max_filters)
+    layer = args.layer or viz_layers.conv_layer_names(viz_layers.layer_outputs(model, inputs))[0]
+    maps = viz_filters.layer_feature_maps(model, inputs, layer)
+    figure = viz_filters.plot_feature_maps(image, maps, f"{settings['model_name']} {layer} on {description}",
+                                           max_filters=args.max_filters)
     return write(figure, args.out, f"feature_maps_{layer}.png")
 
 
 def step_records(checkpoint) -> dict | None:
-    """The per-step losses written by `viz.DashboardWriter` next to the checkpoint's run, if any."""
-    folder = train.find_checkpoint(checkpoint)
+    """The per-step losses written by `viz_training.DashboardWriter` next to the checkpoint's run, if any."""
+    folder = checkpoints.find_checkpoint(checkpoint)
     for candidate in (folder.parent.parent, folder.parent.parent / "dashboard", Path(checkpoint),
                       Path(checkpoint) / "dashboard"):
         if (candidate / "dashboard_steps.json").is_file():
@@ -246,13 +246,13 @@ def dashboard_command(args) -> int:
     if records is not None:
         curves = dict(losses=records["losses"], errors=records["errors"], x_values=records["steps"])
     else:  # only the per-epoch history: the training curves of each epoch
-        history = json.loads((train.find_checkpoint(args.checkpoint) / "info.json").read_text())["history"]
+        history = json.loads((checkpoints.find_checkpoint(args.checkpoint) / "info.json").read_text())["history"]
         curves = dict(losses=[record["train_loss"] for record in history],
                       errors=[1 - record["train_accuracy"] for record in history],
                       x_values=[record["epoch"] for record in history], x_label="epoch")
-    figure = viz.plot_dashboard(model=model, inputs=prepared(recipe, batch),
-                                labels=None if label is None else batch_labels, layers=args.layers,
-                                class_names=data.class_names(dataset), **curves)
+    figure = viz_training.plot_dashboard(model=model, inputs=prepared(recipe, batch),
+                                         labels=None if label is None else batch_labels, layers=args.layers,
+                                         class_names=data.class_names(dataset), **curves)
     return write(figure, args.out, "dashboard.png")
 
 
@@ -265,24 +265,24 @@ def predict_test_images(args, start: int = 0, count: int | None = None):
         raise VizError(f"no test image {start}: {dataset}'s test set has {len(labels)} images")
     end = len(labels) if count is None else start + count
     images, labels = images[start:end], labels[start:end]
-    _, predictions = viz.predict(model, recipe.prepare, images)
+    _, predictions = viz_predictions.predict(model, recipe.prepare, images)
     return dataset, images, labels, predictions
 
 
 def predictions_command(args) -> int:
     dataset, images, labels, predictions = predict_test_images(args, args.start, args.count)
-    figure = viz.plot_predictions(images, labels, predictions, data.class_names(dataset), args.columns)
+    figure = viz_predictions.plot_predictions(images, labels, predictions, data.class_names(dataset), args.columns)
     return write(figure, args.out, "predictions.png")
 
 
 def confusion_command(args) -> int:
     dataset, images, labels, predictions = predict_test_images(args, 0, args.limit)
     names = data.class_names(dataset)
-    matrix = viz.confusion_matrix(labels, predictions, len(names))
-    write(viz.plot_confusion(matrix, names), args.out, "confusion.png")
+    matrix = viz_predictions.confusion_matrix(labels, predictions, len(names))
+    write(viz_predictions.plot_confusion(matrix, names), args.out, "confusion.png")
     overall = float(np.trace(matrix) / matrix.sum())
-    return write(viz.plot_class_accuracy(viz.per_class_accuracy(matrix), names, overall), args.out,
-                 "class_accuracy.png")
+    accuracies = viz_predictions.per_class_accuracy(matrix)
+    return write(viz_predictions.plot_class_accuracy(accuracies, names, overall), args.out, "class_accuracy.png")
 
 
 def channels_command(args) -> int:
@@ -369,6 +369,6 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.run(args)
-    except (VizError, data.DataError, registry.TargetError, train.CheckpointError) as error:
+    except (VizError, data.DataError, registry.TargetError, checkpoints.CheckpointError) as error:
         print(f"course viz {args.command}: error: {error}", file=sys.stderr)
         return 2

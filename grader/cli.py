@@ -1,6 +1,7 @@
 """`course grade [WEEK ...] [--target exercises|solutions|PATH] [--json FILE] [--junit FILE]`.
 
-The same checks as `python -m pytest grader` (it runs that pytest session), printed as a scorecard."""
+Grades through the engine (`grader.runner.grade`) and prints the scorecard: the same checks, and the
+same scores, as `python -m pytest grader` (the engine seen through pytest)."""
 
 import argparse
 import sys
@@ -8,7 +9,7 @@ import time
 from pathlib import Path
 
 from course import weeks as course_weeks
-from grader import report, runner, sandbox, session
+from grader import child_run, grading, reference, report, runner, sandbox
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,7 +22,7 @@ def parser() -> argparse.ArgumentParser:
                           help="'exercises' (default), 'solutions', or a folder holding week modules")
     commands.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
     commands.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
-    commands.add_argument("--jobs", type=int, default=runner.Settings.jobs, help="weeks graded at once")
+    commands.add_argument("--jobs", type=int, default=grading.Settings.jobs, help="weeks graded at once")
     add_grading_options(commands.add_argument)
     commands.add_argument("--quiet", action="store_true", help="print only the total")
     return commands
@@ -30,11 +31,11 @@ def parser() -> argparse.ArgumentParser:
 def add_grading_options(add, timeout_flag: str = "--timeout") -> None:
     """The limits, the reference and the sandbox of a grading, for `course grade`, `grade-batch` and the
     grader's pytest options; `add` is `ArgumentParser.add_argument` or pytest's `addoption`."""
-    add(timeout_flag, type=float, default=runner.Settings.week_timeout_s,
+    add(timeout_flag, type=float, default=grading.Settings.week_timeout_s,
         help="seconds allowed per week (default %(default)s)")
-    add("--probe-timeout", type=float, default=runner.Settings.probe_timeout_s,
+    add("--probe-timeout", type=float, default=grading.Settings.probe_timeout_s,
         help="seconds allowed per check (default %(default)s)")
-    add("--memory-gb", type=float, default=runner.Settings.memory_bytes / 2**30,
+    add("--memory-gb", type=float, default=grading.Settings.memory_bytes / 2**30,
         help="memory limit of the graded code, in GiB (default %(default)s)")
     add("--reference-dir", default=None, help="recorded reference evidence (instead of running the solutions)")
     add("--sandbox", choices=[sandbox.AUTO, *sandbox.LEVELS], default=None,
@@ -43,27 +44,27 @@ def add_grading_options(add, timeout_flag: str = "--timeout") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs `course grade`: the grader's pytest session (`grader.session`) on the chosen weeks, then the
-    scorecard; returns 0 when grading finished (whatever the score), 2 on bad usage, 3 when it could not grade."""
+    """Runs `course grade`: the engine (`grader.runner.grade`) on the chosen weeks, then the scorecard;
+    returns 0 when grading finished (whatever the score), 2 on bad usage, 3 when it could not grade."""
     args = parser().parse_args(argv)
     start = time.perf_counter()
-    settings = runner.Settings.from_options(vars(args), jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
+    settings = grading.Settings.from_options(vars(args), jobs=args.jobs, progress=not args.quiet and sys.stderr.isatty())
     recorded = settings.reference_dir
     try:
-        released = runner.recorded_weeks(recorded) if recorded is not None else []  # a student release's weeks
+        released = grading.recorded_weeks(recorded) if recorded is not None else []  # a student release's weeks
         weeks = course_weeks.chosen(args.weeks, default=released or None)
         target = runner.resolve_target(args.target)
     except ValueError as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
     try:
-        level = runner.sandbox_level(settings)
-        reports = session.grade(weeks, target, settings)
+        level = child_run.sandbox_level(settings)
+        reports = runner.grade(weeks, target, settings)
     except sandbox.Unavailable as error:
         print(f"course grade: {error}", file=sys.stderr)
         return 2
-    except session.SessionError as error:
-        print(f"course grade: {error}", file=sys.stderr)
+    except (reference.ReferenceEvidenceError, child_run.InfrastructureError) as error:
+        print(f"course grade: grading did not run: {report.printable(str(error), lines=True)}", file=sys.stderr)
         return 3
     elapsed = time.perf_counter() - start
     if args.json:

@@ -3,7 +3,7 @@
 The graded code runs in the same process as the probes that measure it, so it can rewrite what they
 report: patch `jax.jit`, the grader's counters or `jax.Array.sharding`, find the grader's objects
 through `sys.modules`, the call stack's frames or the garbage collector. The properties only that
-process can observe are therefore not scored (`grader.checks.self_reported`), and the points do not
+process can observe are therefore not scored (`grader.judges.self_reported`), and the points do not
 depend on what is flagged here. This module reads the submitted source, in the grading process,
 without running it, and says where it does such things, one line each:
 

@@ -7,7 +7,7 @@ is graded on the student's own model with each layer replaced by the reference's
 parameter gradients, dropout (off in eval mode, in the reference's places, a fresh mask per call)
 and a short training run on synthetic data. Whether the outputs are the same under `nnx.jit` is
 reported to the student, not scored: the graded process can make jit leave the model eager
-(`grader.checks.jit_agrees`).
+(`grader.judges.jit_agrees`).
 """
 
 import dataclasses
@@ -20,8 +20,9 @@ import optax
 from flax import nnx
 
 from grader import probing
-from grader.checks import (Check, DEFAULT_ATOL, DEFAULT_RTOL, Part, all_of, compare, flag, hidden, jit_agrees,
-                           layers_match, parameters_match, reading, values)
+from grader.checks import Check, Part, reading
+from grader.judges import (DEFAULT_ATOL, DEFAULT_RTOL, all_of, compare, flag, hidden, jit_agrees, layers_match,
+                           parameters_match, values)
 from grader.probing import attempt, block, describe, grafted_model, normal, reference_model, rng, stand_ins
 
 

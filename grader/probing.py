@@ -19,7 +19,8 @@ import numpy as np
 from flax import nnx
 
 from course.layers import sublayers
-from grader.evidence import PartFailure, layer_counts, match_layers
+from grader.evidence import PartFailure
+from grader.layer_listing import layer_counts, match_layers
 
 SUBMISSION_DIR = ""  # set by the child: the folder of the graded module, to find the student's frames
 
@@ -84,7 +85,7 @@ def stand_ins(module, replacements: dict):
 
 
 # Set by the child for the hidden checks: every probe input drawn with `rng` or `normal` then comes
-# from this seed as well, one that no student release contains (see grader.runner.hidden_seed).
+# from this seed as well, one that no student release contains (see grader.grading.hidden_seed).
 HIDDEN_SEED: int | None = None
 
 

@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 
 from grader.checks import Result
-from grader.runner import WeekReport, checks_module
+from grader.grading import checks_module
+from grader.runner import WeekReport
 
 VISIBILITY_NOTE = {"after_due_date": " (shown after the due date on Gradescope)"}
 # Characters that must never reach a terminal, a report or a spreadsheet as they are:
@@ -107,7 +108,7 @@ def integrity_flags(reports: list[WeekReport]) -> list[str]:
 
 def self_reported_claims(reports: list[WeekReport]) -> list[str]:
     """What the graded code reported about the properties that are not scored because only its own
-    process can observe them (`grader.checks.self_reported`), e.g.
+    process can observe them (`grader.judges.self_reported`), e.g.
     "week 2 / train_step: ...: compiled once for batches of one shape: reported yes"."""
     return [f"week {report.week} / {result.check.name}: {claim}"
             for report in reports for result in report.results for claim in result.self_reported]

@@ -8,7 +8,7 @@ a new jitted function at every call, runs it at every call.
 
 That count, like the placement of arrays on devices, is observed inside the graded process, which
 can rewrite what reports it (the counter, `jax.jit`, `jax.Array.sharding`): both are self-reported
-(`grader.checks.self_reported`), shown to the student and never scored. The points go to what the
+(`grader.judges.self_reported`), shown to the student and never scored. The points go to what the
 graded code cannot fake without doing the work: the values after a step, on the grader's own model,
 and the values `shard_batch` and `replicate` return, placed again by the grader for its own step.
 """
@@ -23,8 +23,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from course.steps import make_train_step, softmax_cross_entropy
-from grader.checks import (Check, Judge, Part, all_of, flag, hidden, parameters_match, reading, same,
-                           self_reported)
+from grader.checks import Check, Judge, Part, reading
+from grader.judges import all_of, flag, hidden, parameters_match, same, self_reported
 from grader import evidence as ev
 from grader.probing import PartFailure, attempt, block, normal, rng
 

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grader.checks import Check, all_of, finite, hidden, jit_agrees, same, values
+from grader.checks import Check
+from grader.judges import all_of, finite, hidden, jit_agrees, same, values
 from grader.probing import attempt, block, normal, rng, stand_ins
 
 # Library equivalents of the tasks other tasks call, so each task is graded on its own.

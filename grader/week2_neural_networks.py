@@ -7,7 +7,8 @@ import numpy as np
 import optax
 
 from grader import models, steps
-from grader.checks import Check, all_of, finite, hidden, jit_agrees, same, values
+from grader.checks import Check
+from grader.judges import all_of, finite, hidden, jit_agrees, same, values
 from grader.probing import LibraryAnswer, attempt, block, normal, rng, stand_ins
 
 MLP = models.ModelSpec("MLP", "2.8", "2.9", input_shape=(28, 28, 1),

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from grader.checks import Check, all_of, hidden, jit_agrees, same, values
+from grader.checks import Check
+from grader.judges import all_of, hidden, jit_agrees, same, values
 from grader.probing import attempt, block, normal, stand_ins
 
 STAND_INS = {

@@ -18,8 +18,8 @@ import numpy as np
 
 from grader import evidence as ev
 from grader import models
-from grader.checks import (HIDDEN_PREFIX, Check, Part, absent, all_of, flag, hidden, jit_agrees, reading,
-                           same, values)
+from grader.checks import HIDDEN_PREFIX, Check, Part, reading
+from grader.judges import absent, all_of, flag, hidden, jit_agrees, same, values
 from grader.keys import keys_used_twice
 from grader.probing import PartFailure, attempt, block, normal, rng, stand_ins
 

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 
 from grader import models
-from grader.checks import Check, all_of, hidden, jit_agrees, same, values
+from grader.checks import Check
+from grader.judges import all_of, hidden, jit_agrees, same, values
 from grader.probing import attempt, block, normal, rng, stand_ins
 
 LENET5 = models.ModelSpec("LeNet5", "5.5", "5.6", input_shape=(32, 32, 1), other_kwargs={"num_classes": 7}, loss="mse_pm1")

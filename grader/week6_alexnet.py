@@ -4,7 +4,8 @@ and data parallelism: a batch split over 8 CPU devices, the state replicated, on
 
 
 from grader import models, steps
-from grader.checks import Check, all_of, hidden, same
+from grader.checks import Check
+from grader.judges import all_of, hidden, same
 from grader.probing import LibraryAnswer, attempt, block, normal
 
 SMALL = 99  # a small input whose last feature map is 2x2 (67, the smallest AlexNet accepts, leaves 1x1)
@@ -29,8 +30,8 @@ def probe_final_map_size(week, given):
 
 # The training loop places batches and state itself; for this week's tasks that is withheld
 # (grader.probing.withhold).
-LIBRARY_ANSWERS = (LibraryAnswer("course.train", "shard_batch", "6.5 (shard_batch)"),
-                   LibraryAnswer("course.train", "replicate", "6.6 (replicate)"))
+LIBRARY_ANSWERS = (LibraryAnswer("course.sharding", "shard_batch", "6.5 (shard_batch)"),
+                   LibraryAnswer("course.sharding", "replicate", "6.6 (replicate)"))
 
 PROBES = {
     "resize_227": probe_resize_227,

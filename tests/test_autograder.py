@@ -1,4 +1,4 @@
-"""Tests of `course autograder` and `grader.gradescope`: the zip is built, unpacked into a root laid
+"""Tests of `course autograder` and `grader.instructor.gradescope`: the zip is built, unpacked into a root laid
 out as Gradescope lays it out (source/, submission/, results/), set up by its own setup.sh in a fresh
 virtual environment, and run on correct, buggy, hostile, empty and zipped uploads; every results.json
 must validate against Gradescope's specification."""
@@ -18,12 +18,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from course import autograder, publish, release
-from grader import gradescope, runner, sandbox
+from grader import grading, sandbox
+from grader.instructor import autograder, gradescope, publish, release
 
 REPO = Path(__file__).resolve().parent.parent
 WEEKS = (1, 3)
-MODULES = {week: f"{runner.WEEKS[week]}.py" for week in WEEKS}
+MODULES = {week: f"{grading.WEEKS[week]}.py" for week in WEEKS}
 SOLUTIONS = {week: (REPO / "solutions" / MODULES[week]).read_text() for week in WEEKS}
 _spec = importlib.util.spec_from_file_location("grader_cases", REPO / "tests" / "grader_cases" / "cases.py")
 cases = importlib.util.module_from_spec(_spec)
@@ -112,7 +112,7 @@ def lost_tasks(results: dict) -> set[str]:
 
 
 def maximum(weeks=WEEKS) -> float:
-    return sum(check.points for week in weeks for check in runner.checks_module(week).CHECKS)
+    return sum(check.points for week in weeks for check in grading.checks_module(week).CHECKS)
 
 
 def patched(week: int, patches) -> str:
@@ -132,11 +132,11 @@ def test_the_zip_holds_setup_run_and_evidence_but_no_solution_source(built, tmp_
     assert all(modes[name] & 0o111 for name in autograder.EXECUTABLE)
     config = json.loads((tmp_path / "zip" / "autograder.json").read_text())
     assert config["weeks"] == list(WEEKS)
-    manifest = json.loads((tmp_path / "zip" / "reference_evidence" / runner.MANIFEST).read_text())
+    manifest = json.loads((tmp_path / "zip" / "reference_evidence" / grading.MANIFEST).read_text())
     assert isinstance(manifest["hidden_seed"], int)
     for week in WEEKS:
-        public, hidden = runner.probe_names(week)
-        recorded = {path.stem for path in (tmp_path / "zip" / "reference_evidence" / runner.WEEKS[week]).glob("*.npz")}
+        public, hidden = grading.probe_names(week)
+        recorded = {path.stem for path in (tmp_path / "zip" / "reference_evidence" / grading.WEEKS[week]).glob("*.npz")}
         assert set(public) | {f"hidden:{name}" for name in hidden} <= recorded
     pins = (tmp_path / "zip" / "requirements.txt").read_text().split()
     for package in ("jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint"):
@@ -156,7 +156,7 @@ def test_a_correct_submission_gets_full_marks_with_hidden_checks_after_the_due_d
     results = run_autograder(root, {MODULES[week]: SOLUTIONS[week] for week in WEEKS})
     assert results["score"] == maximum() == results["extra_data"]["max_score"]
     checks = {f"Week {week} / Task {check.task} / {check.name}": check
-              for week in WEEKS for check in runner.checks_module(week).CHECKS}
+              for week in WEEKS for check in grading.checks_module(week).CHECKS}
     assert set(checks) == {test["name"] for test in results["tests"]}, "every check, the hidden ones too"
     assert any(check.hidden for check in checks.values())
     for test in results["tests"]:
@@ -195,7 +195,7 @@ def test_a_hostile_submission_scores_0_where_it_attacks_and_changes_nothing_outs
     attack = ("    import os\n"
               f"    for path in {[str(path) for path in outside] + [str(root / 'results' / 'results.json')]!r}:\n"
               "        try:\n            open(path, 'w').write('forged')\n        except OSError:\n            pass\n"
-              f"    recorded = open({str(root / 'source' / 'reference_evidence' / runner.MANIFEST)!r}).read()\n"
+              f"    recorded = open({str(root / 'source' / 'reference_evidence' / grading.MANIFEST)!r}).read()\n"
               + cases.SCORE)
     source = patched(1, [(cases.LINEAR_PREDICT_BODY, attack)])
     before = snapshot(root)
@@ -284,7 +284,7 @@ def test_at_the_user_level_no_recorded_answer_reaches_the_graded_code(built, roo
     assert not open_to_others, f"setup.sh closes every file of source/: {open_to_others[:3]}"
     site_packages = Path(next((root / "venv" / "lib").glob("python3*/site-packages")))
     with zipfile.ZipFile(built) as archive:
-        seed = json.loads(archive.read(f"reference_evidence/{runner.MANIFEST}"))["hidden_seed"]
+        seed = json.loads(archive.read(f"reference_evidence/{grading.MANIFEST}"))["hidden_seed"]
         wheel = next(name for name in archive.namelist() if name.endswith(".whl"))
         archive.extract(wheel, tmp_path / "wheel")
     assert autograder.recorded_answers(tmp_path / "wheel", seed) == []

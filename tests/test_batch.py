@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader import batch, report, runner
+from grader import report
+from grader.instructor import batch, gradebook, submissions
 
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("grader_cases", REPO / "tests" / "grader_cases" / "cases.py")
@@ -90,7 +91,7 @@ def graded_results(out: Path) -> list[Path]:
     found = []
     for path in out.glob("*/results.json"):
         try:
-            if json.loads(path.read_text())["extra_data"]["batch"]["status"] != batch.ERROR:
+            if json.loads(path.read_text())["extra_data"]["batch"]["status"] != gradebook.ERROR:
                 found.append(path)
         except (OSError, ValueError):
             pass
@@ -114,7 +115,7 @@ def test_batch_survives_a_kill_and_resumes_to_a_complete_gradebook(tmp_path, cap
     root.mkdir()
     expected = make_class(root, out)
     assert len(expected) >= 12
-    boot = f"import sys; from grader import batch; sys.exit(batch.main({command(root, out)!r}))"
+    boot = f"import sys; from grader.instructor import batch; sys.exit(batch.main({command(root, out)!r}))"
     process = subprocess.Popen([sys.executable, "-c", boot], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline, children = time.monotonic() + 240, set()
@@ -144,23 +145,23 @@ def test_batch_survives_a_kill_and_resumes_to_a_complete_gradebook(tmp_path, cap
     with open(out / "gradebook.csv") as file:
         rows = {row["submission"]: row for row in csv.DictReader(file)}
     assert set(rows) == set(expected)
-    tests = [name for name, _ in batch.test_names([1])]
-    maximum = sum(points for _, points in batch.test_names([1]))
+    tests = [name for name, _ in gradebook.test_names([1])]
+    maximum = sum(points for _, points in gradebook.test_names([1]))
     for name, (expectation, detail) in expected.items():
         row = rows[name]
         scores = {test: float(row[test]) for test in tests}
-        lost = {test.split(" / ")[1] for test in tests if scores[test] < dict(batch.test_names([1]))[test]}
+        lost = {test.split(" / ")[1] for test in tests if scores[test] < dict(gradebook.test_names([1]))[test]}
         assert float(row["max_score"]) == maximum, name
         if expectation == FULL:
-            assert (row["status"], float(row["score"])) == (batch.GRADED, maximum), row
+            assert (row["status"], float(row["score"])) == (gradebook.GRADED, maximum), row
         elif expectation == "lost":
-            assert row["status"] == batch.GRADED and lost == {f"Task {detail}"}, (name, lost, row["problems"])
+            assert row["status"] == gradebook.GRADED and lost == {f"Task {detail}"}, (name, lost, row["problems"])
         elif expectation == "zero":
             assert float(row["score"]) == 0, row
         elif expectation == PROBLEMS:
-            assert row["status"] == batch.PROBLEMS and detail in row["problems"], row
+            assert row["status"] == gradebook.PROBLEMS and detail in row["problems"], row
         else:
-            assert row["status"] == batch.ERROR and float(row["score"]) == 0 and detail in row["problems"], row
+            assert row["status"] == gradebook.ERROR and float(row["score"]) == 0 and detail in row["problems"], row
     assert float(rows["broken_syntax"]["score"]) == 0
     assert float(rows["extra_files"]["score"]) == maximum
     hostile_results = out / "hostile_1" / "results.json"
@@ -176,11 +177,11 @@ def test_malformed_submissions_are_explained_without_running_them(tmp_path):
         (tmp_path / name).mkdir()
         for file_name, content in files.items():
             (tmp_path / name / file_name).write_bytes(content)
-        return batch.stage(batch.Submission(name, tmp_path / name, name), [1, 2])
+        return submissions.stage(submissions.Submission(name, tmp_path / name, name), [1, 2])
 
     one_week = staged("one_week", {MODULE: SOLUTION.encode()})
     assert set(one_week.modules) == {MODULE} and one_week.problems == ["missing week2_neural_networks.py: week 2 scores 0"]
-    huge = staged("huge", {MODULE: b"#" * (batch.MAX_MODULE_BYTES + 10)})
+    huge = staged("huge", {MODULE: b"#" * (submissions.MAX_MODULE_BYTES + 10)})
     assert "more than 1 MiB" in huge.fatal
     nulls = staged("nulls", {MODULE: b"x = 1\0\n"})
     assert "does not compile" in nulls.problems[-1]
@@ -191,7 +192,7 @@ def test_malformed_submissions_are_explained_without_running_them(tmp_path):
         archive.writestr("course/README.md", "course")
         archive.writestr(f"course/exercises/{MODULE}", SOLUTION)
         archive.writestr("course/exercises/notes.txt", "mine")
-    found = batch.stage(batch.Submission("whole_course", whole_course, "whole_course"), [1])
+    found = submissions.stage(submissions.Submission("whole_course", whole_course, "whole_course"), [1])
     assert set(found.modules) == {MODULE}
     assert found.problems == ["graded the week modules found in course/exercises/",
                               "ignored files that are not week modules: notes.txt"]
@@ -199,14 +200,14 @@ def test_malformed_submissions_are_explained_without_running_them(tmp_path):
     with zipfile.ZipFile(traversal, "w") as archive:
         archive.writestr("../" + MODULE, SOLUTION)
         archive.writestr("/etc/" + MODULE, SOLUTION)
-    found = batch.stage(batch.Submission("traversal", traversal, "traversal"), [1])
+    found = submissions.stage(submissions.Submission("traversal", traversal, "traversal"), [1])
     assert "no week module" in found.fatal and "unsafe path" in found.fatal
 
 
 def test_gradebook_cells_are_never_formulas(tmp_path):
-    row = {"submission": "=HYPERLINK(\"x\")", "status": batch.ERROR, "score": 0.0, "max_score": 23.0,
+    row = {"submission": "=HYPERLINK(\"x\")", "status": gradebook.ERROR, "score": 0.0, "max_score": 23.0,
            "percent": 0.0, "problems": "-1", "tests": {}}
-    batch.write_gradebook(tmp_path / "gradebook.csv", [row], [])
+    gradebook.write_gradebook(tmp_path / "gradebook.csv", [row], [])
     with open(tmp_path / "gradebook.csv") as file:
         written = list(csv.DictReader(file))[0]
     assert written["submission"].startswith("'=") and written["problems"] == "'-1"
@@ -220,7 +221,7 @@ def test_bad_usage(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["a b", "../x", ".hidden", "ünïcode"])
 def test_output_folders_are_safe_names(tmp_path, name):
-    assert "/" not in batch.safe_folder_name(name) and not batch.safe_folder_name(name).startswith(".")
+    assert "/" not in submissions.safe_folder_name(name) and not submissions.safe_folder_name(name).startswith(".")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def zip_with_corrupt_module(path: Path, method: int) -> Path:
 ])
 def test_a_corrupt_zip_gets_an_error_row_whatever_its_compression(tmp_path, method, reason):
     path = zip_with_corrupt_module(tmp_path / "corrupt.zip", method)
-    staged = batch.stage(batch.Submission("corrupt", path, "corrupt"), [1])
+    staged = submissions.stage(submissions.Submission("corrupt", path, "corrupt"), [1])
     assert (staged.modules, staged.problems) == ({}, [])
     assert staged.fatal.startswith(reason) and staged.fatal.endswith(")") and "\n" not in staged.fatal
 
@@ -262,13 +263,13 @@ def test_a_truncated_or_ambiguous_zip_gets_an_error_row(tmp_path):
         archive.writestr(MODULE, SOLUTION)
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    assert batch.stage(batch.Submission("truncated", truncated, "truncated"), [1]).fatal == (
+    assert submissions.stage(submissions.Submission("truncated", truncated, "truncated"), [1]).fatal == (
         "not a readable zip file (zipfile.BadZipFile: File is not a zip file)")
     twice = tmp_path / "twice.zip"
     with zipfile.ZipFile(twice, "w") as archive:
         archive.writestr(f"student/{MODULE}", SOLUTION)
         archive.writestr(f"student\\{MODULE}", "x = 1\n")  # the same path, written the Windows way
-    assert batch.stage(batch.Submission("twice", twice, "twice"), [1]).fatal == (
+    assert submissions.stage(submissions.Submission("twice", twice, "twice"), [1]).fatal == (
         "the zip holds student/week1_regression.py twice: which one to grade is ambiguous")
 
 
@@ -278,7 +279,7 @@ def test_odd_names_in_a_zip_are_escaped_shortened_or_explained(tmp_path):
         archive.writestr(MODULE, SOLUTION)
         archive.writestr("notes\x1b[2J\nTOTAL\t.txt", "x")
         archive.writestr("L" * 1000, "x")
-    staged = batch.stage(batch.Submission("odd", odd, "odd"), [1])
+    staged = submissions.stage(submissions.Submission("odd", odd, "odd"), [1])
     assert set(staged.modules) == {MODULE} and staged.fatal == ""
     assert staged.problems == ["ignored files that are not week modules: " + "L" * 57 + "..., "
                                "notes\\x1b[2J\\x0aTOTAL\\x09.txt"]
@@ -287,7 +288,7 @@ def test_odd_names_in_a_zip_are_escaped_shortened_or_explained(tmp_path):
         archive.writestr(MODULE, SOLUTION)
         archive.writestr("éé.txt", "x")  # a UTF-8 name: the zip flags its names as UTF-8
     not_utf8.write_bytes(not_utf8.read_bytes().replace("éé".encode(), b"\xff\xfe\x1b\n"))
-    assert batch.stage(batch.Submission("not_utf8", not_utf8, "not_utf8"), [1]).fatal == (
+    assert submissions.stage(submissions.Submission("not_utf8", not_utf8, "not_utf8"), [1]).fatal == (
         "not a readable zip file (UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: "
         "invalid start byte)")
 
@@ -297,10 +298,10 @@ def test_odd_submission_and_file_names_are_escaped(tmp_path):
     (tmp_path / raw_name).mkdir()
     (tmp_path / raw_name / MODULE).write_text(SOLUTION)
     (tmp_path / raw_name / os.fsdecode(b"\x9b\xfe\r.txt")).write_text("x")
-    [submission] = batch.find_submissions(tmp_path)
+    [submission] = submissions.find_submissions(tmp_path)
     assert submission.name == "evil\\x1b[2J\\x0aTOTAL\\x09\\udcff" and submission.fatal == ""
     assert submission.folder == "evil_x1b_2J_x0aTOTAL_x09_udcff"
-    staged = batch.stage(submission, [1])
+    staged = submissions.stage(submission, [1])
     assert set(staged.modules) == {MODULE}
     assert staged.problems == ["ignored files that are not week modules: \\udc9b\\udcfe\\x0d.txt"]
 
@@ -312,8 +313,8 @@ def test_any_error_while_staging_costs_only_that_submission(tmp_path, monkeypatc
     def grader_bug(name, content):
         raise TypeError("line\nbreak")
 
-    monkeypatch.setattr(batch, "compile_problem", grader_bug)
-    assert batch.stage(batch.Submission("alice", tmp_path / "alice", "alice"), [1]).fatal == (
+    monkeypatch.setattr(submissions, "compile_problem", grader_bug)
+    assert submissions.stage(submissions.Submission("alice", tmp_path / "alice", "alice"), [1]).fatal == (
         "could not be read (TypeError: line\\x0abreak)")
 
 
@@ -324,17 +325,17 @@ def test_a_folder_and_a_zip_of_the_same_name_are_both_ambiguous(tmp_path):
     for name in ("Alice.zip", "carol.zip"):
         with zipfile.ZipFile(tmp_path / name, "w") as archive:
             archive.writestr(MODULE, SOLUTION)
-    found = {submission.path.name: submission for submission in batch.find_submissions(tmp_path)}
+    found = {submission.path.name: submission for submission in submissions.find_submissions(tmp_path)}
     assert {name: submission.folder for name, submission in found.items()} == {
         "Alice.zip": "Alice", "alice": "alice_", "bob": "bob", "carol.zip": "carol"}
     assert found["Alice.zip"].fatal == ("Alice.zip collides with alice/: both are the submission 'Alice' "
                                         "(names are compared ignoring case); keep only one")
     assert found["alice"].fatal == ("alice/ collides with Alice.zip: both are the submission 'alice' "
                                     "(names are compared ignoring case); keep only one")
-    staged = batch.stage(found["alice"], [1])
+    staged = submissions.stage(found["alice"], [1])
     assert (staged.modules, staged.fatal) == ({}, found["alice"].fatal)
     assert found["bob"].fatal == found["carol.zip"].fatal == ""
-    assert set(batch.stage(found["carol.zip"], [1]).modules) == {MODULE}
+    assert set(submissions.stage(found["carol.zip"], [1]).modules) == {MODULE}
 
 
 def test_submissions_named_like_the_batch_files_get_other_folders(tmp_path):
@@ -343,11 +344,11 @@ def test_submissions_named_like_the_batch_files_get_other_folders(tmp_path):
             archive.writestr(MODULE, SOLUTION)
     (tmp_path / "summary.md_").mkdir()
     (tmp_path / "summary.md_" / MODULE).write_text(SOLUTION)
-    found = batch.find_submissions(tmp_path)
+    found = submissions.find_submissions(tmp_path)
     assert {submission.name: submission.folder for submission in found} == {
         "Summary.MD": "Summary.MD_", "failure.txt": "failure.txt_", "gradebook.csv": "gradebook.csv_",
         "summary.json": "summary.json_", "summary.md_": "summary.md__", "summary.png": "summary.png_"}
-    assert all(set(batch.stage(submission, [1]).modules) == {MODULE} for submission in found)
+    assert all(set(submissions.stage(submission, [1]).modules) == {MODULE} for submission in found)
 
 
 @pytest.mark.parametrize("value, cell", [
@@ -356,7 +357,7 @@ def test_submissions_named_like_the_batch_files_get_other_folders(tmp_path):
     (3, "3"),
 ])
 def test_gradebook_cells_that_could_start_a_formula_are_quoted(value, cell):
-    assert batch._cell(value) == cell
+    assert gradebook._cell(value) == cell
 
 
 # Round 2 (issue 25): names that show alike, and the formula guard after blanks and invisible characters
@@ -366,7 +367,7 @@ def test_submissions_whose_names_show_alike_get_distinct_names(tmp_path):
         (tmp_path / name / MODULE).write_text(SOLUTION)
     with zipfile.ZipFile(tmp_path / "alice.zip", "w") as archive:
         archive.writestr(MODULE, SOLUTION)
-    found = {submission.path.name: submission for submission in batch.find_submissions(tmp_path)}
+    found = {submission.path.name: submission for submission in submissions.find_submissions(tmp_path)}
     assert {entry: submission.name for entry, submission in found.items()} == {
         "a\\x01": "a\\x01", "a\x01": "a\\x01 (2)",  # the name shown as it is keeps it
         "alice": "alice", "alice.zip": "alice (3)", "alice (2)": "alice (2)",  # never another entry's own name
@@ -374,8 +375,8 @@ def test_submissions_whose_names_show_alike_get_distinct_names(tmp_path):
     assert found["alice"].fatal and found["alice.zip"].fatal  # the same student twice: ambiguous
     assert not found["a\x01"].fatal and not found["a\\x01"].fatal  # two students: both graded
     assert len({submission.folder for submission in found.values()}) == len(found)
-    rows = [batch.gradebook_row(submission, None, "not graded") for submission in found.values()]
-    batch.write_gradebook(tmp_path / "gradebook.csv", rows, [])
+    rows = [gradebook.gradebook_row(submission, None, "not graded") for submission in found.values()]
+    gradebook.write_gradebook(tmp_path / "gradebook.csv", rows, [])
     with open(tmp_path / "gradebook.csv", newline="") as file:
         written = [row["submission"] for row in csv.DictReader(file)]
     assert len(written) == len(set(written)) == len(found)
@@ -383,7 +384,7 @@ def test_submissions_whose_names_show_alike_get_distinct_names(tmp_path):
 
 
 def test_names_that_differ_only_in_quotes_give_different_cells():
-    assert batch._cell("=x") == "'=x" and batch._cell("'=x") == "''=x"
+    assert gradebook._cell("=x") == "'=x" and gradebook._cell("'=x") == "''=x"
 
 
 INVISIBLE_LEADS = st.sampled_from(["\t", "\r", "\n", " ", "\x00", "\x1f", "\x85", "\xa0", "\u2000", "\u3000", "\u200b",
@@ -394,14 +395,14 @@ INVISIBLE_LEADS = st.sampled_from(["\t", "\r", "\n", " ", "\x00", "\x1f", "\x85"
 @settings(max_examples=300, deadline=None)
 def test_no_cell_can_start_a_formula(lead, start, rest):
     text = lead + start + rest
-    assert batch._cell(text).startswith("'")
-    assert batch._cell(report.printable(text)).startswith("'")  # as a name is written: escaped first
+    assert gradebook._cell(text).startswith("'")
+    assert gradebook._cell(report.printable(text)).startswith("'")  # as a name is written: escaped first
 
 
 @given(st.text())
 @settings(max_examples=300, deadline=None)
 def test_cells_are_the_text_itself_or_quoted_and_never_alike(text):
-    assert batch._cell(text) in (text, "'" + text)
-    assert batch._cell(text) != batch._cell("'" + text)
+    assert gradebook._cell(text) in (text, "'" + text)
+    assert gradebook._cell(text) != gradebook._cell("'" + text)
     if text[:1].isalnum():
-        assert batch._cell(text) == text
+        assert gradebook._cell(text) == text

@@ -1,4 +1,7 @@
-"""The `course` command: training end to end, and its messages for bad input."""
+"""The `course` command: `course train` end to end (metrics, curves, the best checkpoint that `course eval`
+reads back, precision, the dashboard, the compilation cache), the structures the grader accepts through
+train, eval and viz, the commands it hands to other modules, `python -m course`, and its one-line
+messages for bad input."""
 
 import json
 import os
@@ -8,30 +11,48 @@ from pathlib import Path
 
 import pytest
 
+from course import registry
 from course.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_train_writes_metrics_and_curves(tmp_path, capsys):
+def test_train_writes_metrics_curves_and_the_best_checkpoint(tmp_path, capsys):
+    """Two epochs of the MLP on 1000 synthetic shapes: the loss falls and the accuracy beats chance; the
+    recipe's tenth is held out for validation; the best checkpoint is the epoch of best validation
+    accuracy, and `course eval` of it gives back that epoch's test accuracy."""
     out = tmp_path / "run"
     code = main(["train", "mlp", "--dataset", "shapes_gray", "--epochs", "2", "--batch-size", "50",
                  "--max-train-examples", "1000", "--out", str(out), "--quiet"])
     assert code == 0
-    history = json.loads((out / "metrics.json").read_text())["history"]
-    assert len(history) == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = metrics["history"]
+    assert [record["epoch"] for record in history] == [1, 2]
     for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds", "images_per_second"):
         assert isinstance(history[0][name], float)
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert history[1]["test_accuracy"] > 0.2  # ten classes: chance is 0.1
+    assert metrics["validation"]["examples"] == round(1000 * registry.recipes("solutions")["mlp"].validation_fraction)
+    printed = capsys.readouterr().out
+    assert f"mlp on shapes_gray: test accuracy {history[1]['test_accuracy']:.2%} after 2 epochs" in printed
     assert (out / "curves.png").stat().st_size > 10_000
-    assert (out / "checkpoint" / "best" / "info.json").is_file()
-    assert "mlp on shapes_gray: test accuracy" in capsys.readouterr().out
+    chosen = history[json.loads((out / "checkpoint" / "best" / "info.json").read_text())["epoch"] - 1]
+    assert chosen["validation_accuracy"] == max(record["validation_accuracy"] for record in history)
+    assert main(["eval", str(out)]) == 0
+    assert f"test (1000 images): accuracy {chosen['test_accuracy']:.2%}" in capsys.readouterr().out
 
 
 def test_train_takes_a_precision(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["train", "mlp", "--dataset", "shapes_gray", "--epochs", "1", "--batch-size", "50",
-                 "--max-train-examples", "500", "--precision", "bf16", "--out", str(out), "--quiet"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["settings"]["precision"] == "bf16"
+    """bf16 trains the same run to other but close numbers (bfloat16 is really in use); fp16 is refused."""
+    losses = {}
+    for precision in ("float32", "bf16"):
+        out = tmp_path / precision
+        assert main(["train", "mlp", "--dataset", "shapes_gray", "--epochs", "1", "--batch-size", "50",
+                     "--max-train-examples", "500", "--precision", precision, "--out", str(out), "--quiet"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["settings"]["precision"] == precision
+        losses[precision] = metrics["history"][0]["test_loss"]
+    assert losses["bf16"] != losses["float32"] and abs(losses["bf16"] / losses["float32"] - 1) < 0.01, losses
     with pytest.raises(SystemExit):
         main(["train", "mlp", "--precision", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
@@ -57,17 +78,32 @@ def test_data_folder_without_the_files_says_where_it_looked(tmp_path, capsys):
     assert "train-images-idx3-ubyte.gz" in error
 
 
-def test_python_dash_m_course_runs_the_command():
-    result = subprocess.run([sys.executable, "-m", "course", "--help"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0
-    for command in ("train", "grade", "publish", "data"):
-        assert command in result.stdout
+def test_python_dash_m_course_runs_the_command_and_exits_with_its_status(tmp_path):
+    """`python -m course` is `course`: it does what the command does, and exits with its status."""
+    def course(*args):
+        return subprocess.run([sys.executable, "-m", "course", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+
+    written = course("lessons", "week3", "--out", str(tmp_path))
+    assert written.returncode == 0, written.stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["week3_convolutions.ipynb"]
+    first_cell = json.loads((tmp_path / "week3_convolutions.ipynb").read_text())["cells"][0]
+    assert "".join(first_cell["source"]).startswith("# Week 3: ")
+    refused = course("train", "simple_cnn", "--dataset", "mnist")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("course train: error: model 'simple_cnn' does not train on 'mnist'; "
+                                      "valid datasets for it: cifar10, shapes_rgb")
 
 
-def test_unknown_command_is_refused():
+def test_unknown_command_is_refused_naming_the_commands(capsys):
+    from course.cli import DELEGATED
+
     with pytest.raises(SystemExit) as exit_info:
         main(["fly"])
     assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "invalid choice: 'fly'" in error
+    assert all(f"'{command}'" in error or f" {command}" in error for command in ("train", "data", *DELEGATED)), error
 
 
 def test_train_writes_the_dashboard_every_n_steps(tmp_path):
@@ -86,14 +122,27 @@ def test_dashboard_needs_an_output_folder(capsys):
     assert "--dashboard-every needs --out" in capsys.readouterr().err
 
 
-def test_delegated_commands_receive_their_options(monkeypatch):
-    import course.cli
+def test_each_delegated_command_runs_its_function_with_its_options_and_status(monkeypatch):
+    """`course grade ...`, `course publish ...` and the others import their module and call its function
+    with the rest of the command line, and `course` exits with what it returns."""
+    import importlib
+
+    from course.cli import DELEGATED
 
     received = {}
-    monkeypatch.setattr(course.cli, "run_delegated", lambda name, argv: received.setdefault(name, argv) and 0)
-    main(["grade", "--target", "solutions", "week3"])
-    main(["publish", "--check"])
-    assert received == {"grade": ["--target", "solutions", "week3"], "publish": ["--check"]}
+
+    def recorder(name):
+        def function(argv):
+            received[name] = argv
+            return 3
+
+        return function
+
+    for name, (module_name, function_name, _) in DELEGATED.items():
+        monkeypatch.setattr(importlib.import_module(module_name), function_name, recorder(name))
+    for name in DELEGATED:
+        assert main([name, "--target", "solutions", name]) == 3
+    assert received == {name: ["--target", "solutions", name] for name in DELEGATED}
 
 
 def test_a_second_course_train_compiles_nothing(tmp_path):

@@ -1,4 +1,5 @@
-"""course.data: real datasets, every file format on small files written here, bad input, batches."""
+"""course.data and course.download: real datasets, every file format on small files written here, bad
+input, downloads."""
 
 import gzip
 import io
@@ -171,20 +172,6 @@ def test_image_folder_archive_and_its_cache(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again, loaded)
 
 
-def test_synthetic_shapes_are_deterministic_and_learnable_shaped():
-    images, labels = data.load("shapes_rgb", "test")
-    assert images.shape == (1000, 32, 32, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
-    assert set(np.unique(labels)) == set(range(10))
-    again, _ = data.load("shapes_rgb", "test")
-    np.testing.assert_array_equal(images, again)
-    gray, _ = data.load("shapes_gray", "train")
-    assert gray.shape == (6000, 28, 28, 1)
-    # The shapes differ by class: the mean image of two classes is far apart.
-    bars = gray[data.load("shapes_gray", "train")[1] == 0].mean(axis=0)
-    disks = gray[data.load("shapes_gray", "train")[1] == 4].mean(axis=0)
-    assert np.abs(bars - disks).max() > 50
-
-
 # ---------------------------------------------------------------------------------------------
 # Bad input
 
@@ -264,25 +251,6 @@ def test_corrupt_image_in_a_folder(tmp_path):
     (tmp_path / "cifar10" / "train" / "cat" / "0001.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match="0001.jpg: not a readable image"):
         data.load("cifar10", "train", data_dir=tmp_path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Batches
-
-def test_batches_are_a_deterministic_permutation_per_epoch():
-    first = data.batch_indices(103, 10, seed=7, epoch=2)
-    assert [len(batch) for batch in first] == [10] * 10 + [3]
-    assert sorted(np.concatenate(first).tolist()) == list(range(103))
-    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(data.batch_indices(103, 10, seed=7, epoch=2)))
-    assert not np.array_equal(np.concatenate(first), np.concatenate(data.batch_indices(103, 10, seed=7, epoch=3)))
-    assert len(data.batch_indices(103, 10, seed=7, drop_last=True)) == 10
-    np.testing.assert_array_equal(np.concatenate(data.batch_indices(5, 2)), np.arange(5))
-
-
-def test_holdout_split_partitions_the_examples():
-    kept, held_out = data.holdout_split(100, 0.2, seed=0)
-    assert len(held_out) == 20 and len(kept) == 80
-    assert sorted(np.concatenate([kept, held_out]).tolist()) == list(range(100))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from grader import cli, report, runner
+from grader import cli, grading, reference, report, runner
 
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("grader_cases", REPO / "tests" / "grader_cases" / "cases.py")
@@ -28,15 +28,15 @@ _spec.loader.exec_module(cases)
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory) -> runner.Settings:
-    return runner.Settings(cache_dir=tmp_path_factory.getbasetemp() / "course-cache", probe_timeout_s=60,
+def settings(tmp_path_factory) -> grading.Settings:
+    return grading.Settings(cache_dir=tmp_path_factory.getbasetemp() / "course-cache", probe_timeout_s=60,
                            week_timeout_s=120)
 
 
 def submission(case: dict, folder: Path, placeholders: dict | None = None) -> Path:
     """A folder holding the case's week module: the solution with the case's patches applied, and
     "{NAME}" in them replaced by `placeholders[NAME]` (and {RESULTS_PATH} by a results file there)."""
-    name = runner.WEEKS[case["week"]]
+    name = grading.WEEKS[case["week"]]
     source = (REPO / "solutions" / f"{name}.py").read_text()
     values = {"RESULTS_PATH": str(folder / "results.json"), **(placeholders or {})}
     for old, new in case["patches"]:
@@ -66,7 +66,7 @@ def grade_cases(case_list, root: Path, settings, placeholders: dict | None = Non
 
 def patched_source(week: int, patches) -> str | None:
     """The week's solution with `patches` applied in order, or None where one's target is not found once."""
-    source = (REPO / "solutions" / f"{runner.WEEKS[week]}.py").read_text()
+    source = (REPO / "solutions" / f"{grading.WEEKS[week]}.py").read_text()
     for old, new in patches:
         if source.count(old) != 1:
             return None
@@ -115,7 +115,7 @@ def by_task(week_report) -> dict[str, list]:
 
 @pytest.fixture(scope="session")
 def solution_reports(settings) -> list[runner.WeekReport]:
-    return runner.grade(sorted(runner.WEEKS), REPO / "solutions", settings)
+    return runner.grade(sorted(grading.WEEKS), REPO / "solutions", settings)
 
 
 # Up to three bugs of one week, in independent tasks, share one submission (a third of the gradings).
@@ -143,17 +143,17 @@ def test_solutions_score_full_marks(solution_reports):
 
 
 def test_every_task_of_every_solution_is_graded(solution_reports):
-    from course.publish import find_tasks
+    from grader.instructor.publish import find_tasks
 
     for week_report in solution_reports:
-        source = (REPO / "solutions" / f"{runner.WEEKS[week_report.week]}.py").read_text()
+        source = (REPO / "solutions" / f"{grading.WEEKS[week_report.week]}.py").read_text()
         tasks = {task.id: task.function for task in find_tasks(source)}
         graded = {r.check.task: r.check.function for r in week_report.results}
         assert graded == tasks, f"week {week_report.week}: checks name tasks {graded}, the solution has {tasks}"
 
 
 def test_exercises_score_zero_and_say_not_attempted(settings):
-    reports = runner.grade(sorted(runner.WEEKS), REPO / "exercises", settings)
+    reports = runner.grade(sorted(grading.WEEKS), REPO / "exercises", settings)
     for result in report.all_results(reports):
         assert result.score == 0
         assert result.status == "not attempted", (result.check.name, result.feedback)
@@ -189,9 +189,55 @@ def test_a_task_handed_to_the_course_library_is_not_attempted(case, bug_reports)
     assert not elsewhere
 
 
-def test_bug_corpus_is_large_enough():
+def task_blocks(source: str) -> dict[str, set[int]]:
+    """The numbers (from 0) of the lines strictly inside each `# BEGIN TASK` ... `# END TASK` block."""
+    blocks, opened = {}, None
+    for number, line in enumerate(source.splitlines()):
+        if begin := re.match(r"\s*# BEGIN TASK (\d+\.\d+):", line):
+            opened = (begin[1], number)
+        elif opened and re.match(r"\s*# END TASK", line):
+            blocks[opened[0]] = set(range(opened[1] + 1, number))
+            opened = None
+    return blocks
+
+
+def tasks_changed(case: dict) -> set[str]:
+    """The tasks of the week's solution whose code `case`'s patches change; fails where a patch does
+    not apply once, or where the patched module is not valid Python or differs in comments only."""
+    import ast
+    import difflib
+
+    source = (REPO / "solutions" / f"{grading.WEEKS[case['week']]}.py").read_text()
+    patched = patched_source(case["week"], case["patches"])
+    assert patched is not None, f"{case['name']}: a patch does not apply exactly once"
+    assert ast.dump(ast.parse(patched)) != ast.dump(ast.parse(source)), f"{case['name']}: changes no code"
+    changed = set()
+    matcher = difflib.SequenceMatcher(None, source.splitlines(), patched.splitlines(), autojunk=False)
+    for tag, start, end, _, _ in matcher.get_opcodes():
+        if tag != "equal":  # a pure insertion touches the lines on both sides of it
+            changed |= set(range(start, end)) if end > start else {start - 1, start}
+    return {task for task, lines in task_blocks(source).items() if lines & changed}
+
+
+# Tasks no bug of the corpus breaks yet; the set may only shrink (a new task needs a bug).
+TASKS_WITHOUT_A_BUG = {"2.3", "2.7", "5.3"}
+
+
+def test_each_bug_breaks_the_code_of_its_own_task_and_the_corpus_covers_the_tasks():
+    """A bug is a code change inside its named task's block and no other task's (helpers outside
+    every task may change too): a bug whose patch lands in another task, misses, or only edits a
+    comment would make `test_bug_loses_points_in_its_task_only` judge the wrong thing."""
+    every_task = {task for week in grading.WEEKS
+                  for task in task_blocks((REPO / "solutions" / f"{grading.WEEKS[week]}.py").read_text())}
+    named = [*cases.BUGS, *cases.DELEGATING, *cases.KEY_REUSE]
+    for case in named:
+        assert case["task"] in every_task and case["task"].startswith(f"{case['week']}."), case["name"]
+        assert tasks_changed(case) == {case["task"]}, case["name"]
+    assert len({case["name"] for case in named}) == len(named), "two cases share a name"
+    assert len({patched_source(case["week"], case["patches"]) for case in cases.BUGS}) == len(cases.BUGS), \
+        "two bugs make the same submission"
+    assert every_task - {case["task"] for case in cases.BUGS} <= TASKS_WITHOUT_A_BUG
     assert len(cases.BUGS) >= 60
-    assert len({case["task"] for case in cases.BUGS}) >= 30
 
 
 def test_bugs_share_a_submission_only_in_independent_tasks():
@@ -299,7 +345,15 @@ def test_correct_alternatives_score_full_marks(case, alternative_reports):
     assert not lost
 
 
-def test_there_are_enough_alternatives():
+def test_each_alternative_rewrites_graded_code_and_every_week_has_some():
+    """An alternative rewrites the code of at least one task (valid Python, not a comment, not only
+    code outside every task), no two are the same submission, and every week has one: otherwise
+    `test_correct_alternatives_score_full_marks` would grade the solution itself again."""
+    for case in cases.ALTERNATIVES:
+        assert tasks_changed(case), f"{case['name']}: changes the code of no task"
+    sources = {(case["week"], patched_source(case["week"], case["patches"])) for case in cases.ALTERNATIVES}
+    assert len(sources) == len(cases.ALTERNATIVES), "two alternatives make the same submission"
+    assert {case["week"] for case in cases.ALTERNATIVES} == set(grading.WEEKS)
     assert len(cases.ALTERNATIVES) >= 15
 
 
@@ -438,27 +492,27 @@ def test_a_key_used_twice_is_said_and_not_scored(case, key_reuse_reports):
 def test_progress_names_the_checks_as_they_start(settings, capsys):
     runner.grade_week(3, REPO / "solutions", dataclasses.replace(settings, progress=True))
     shown = re.findall(r"^  week 3: (.+) \.\.\.$", capsys.readouterr().err, re.M)
-    probes = {"importing the module", *runner.checks_module(3).PROBES,
-              *(f"hidden inputs: {name}" for name in runner.checks_module(3).PROBES)}
+    probes = {"importing the module", *grading.checks_module(3).PROBES,
+              *(f"hidden inputs: {name}" for name in grading.checks_module(3).PROBES)}
     assert "conv2d" in shown and set(shown) <= probes, shown
 
 
 def test_an_inf_where_a_number_belongs_is_an_error_of_inf():
-    from grader import checks
+    from grader import judges
 
-    _, right, detail = checks.compare(np.array([np.inf, 1.0], np.float32), np.array([1000.0, 1.0], np.float32),
+    _, right, detail = judges.compare(np.array([np.inf, 1.0], np.float32), np.array([1000.0, 1.0], np.float32),
                                       1e-5, 1e-6)
     assert not right and "max abs error inf" in detail and "(your output contains inf)" in detail
-    _, right, detail = checks.compare(np.array([np.nan, 1.0], np.float32), np.array([1000.0, 1.0], np.float32),
+    _, right, detail = judges.compare(np.array([np.nan, 1.0], np.float32), np.array([1000.0, 1.0], np.float32),
                                       1e-5, 1e-6)
     assert not right and "max abs error" not in detail and "(your output contains NaN)" in detail
 
 
 def test_the_hidden_inputs_hint_is_given_only_where_the_public_checks_passed():
-    from grader import checks
+    from grader import checks, judges
 
-    public = checks.Check(name="f: values", task="9.1", function="f", points=1, judge=checks.values("out"))
-    hidden = checks.hidden(task="9.1", function="f", keys=("out",))
+    public = checks.Check(name="f: values", task="9.1", function="f", points=1, judge=judges.values("out"))
+    hidden = judges.hidden(task="9.1", function="f", keys=("out",))
     hint = f"hint: {hidden.hint}"
     lost_hidden = checks.Result(hidden, 9, 0.0, "failed", ["out: 3 of 4 values differ", hint])
     both_lost = runner.without_misleading_hidden_hints([checks.Result(public, 9, 0.0, "failed", ["out: wrong"]),
@@ -553,7 +607,7 @@ def lookup_table(recorded: dict[str, dict]) -> dict:
 
 
 def test_replaying_a_release_scores_zero_on_hidden_checks(settings, tmp_path):
-    from course import release
+    from grader.instructor import release
     from grader import evidence
 
     recorded_dir = tmp_path / "reference_evidence"
@@ -583,25 +637,25 @@ def test_replaying_a_release_scores_zero_on_hidden_checks(settings, tmp_path):
 
 
 def test_hidden_inputs_come_from_the_instructors_secret(settings, monkeypatch):
-    first = runner.hidden_seed(settings)
-    assert first is not None and first == runner.hidden_seed(settings)
-    assert runner.hidden_seed(dataclasses.replace(settings, public_only=True)) is None
-    assert runner.hidden_seed(dataclasses.replace(settings, reference_dir=settings.cache_dir)) is None
-    monkeypatch.setenv(runner.HIDDEN_SECRET_VARIABLE, "a class's shared secret")
-    assert runner.hidden_seed(settings) not in (None, first)
+    first = grading.hidden_seed(settings)
+    assert first is not None and first == grading.hidden_seed(settings)
+    assert grading.hidden_seed(dataclasses.replace(settings, public_only=True)) is None
+    assert grading.hidden_seed(dataclasses.replace(settings, reference_dir=settings.cache_dir)) is None
+    monkeypatch.setenv(grading.HIDDEN_SECRET_VARIABLE, "a class's shared secret")
+    assert grading.hidden_seed(settings) not in (None, first)
 
 
 def test_the_jit_part_is_reported_not_scored_and_only_when_the_eager_result_is_right():
-    from grader import checks
+    from grader import checks, judges
     from grader import evidence as ev
 
     def record(eager, jitted):
         return {ev.STATUS: ev.to_array("ok"), "eager": np.float32(eager), "jit": np.float32(jitted)}
 
     expected = record(1.0, 1.0)
-    alone = checks.Check(name="jit alone", task="9.9", function="f", points=2, judge=checks.jit_agrees("jit", "eager"))
+    alone = checks.Check(name="jit alone", task="9.9", function="f", points=2, judge=judges.jit_agrees("jit", "eager"))
     with_values = checks.Check(name="values and jit", task="9.9", function="f", points=2,
-                               judge=checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
+                               judge=judges.all_of(judges.values("eager"), judges.jit_agrees("jit", "eager")))
     # a check whose only part is reported carries no points, right or wrong
     assert checks.judge_check(alone, 9, record(1.0, 1.0), expected, "").score == 0
     jit_bug = checks.judge_check(alone, 9, record(1.0, 5.0), expected, "")  # right eagerly, wrong jitted: reported
@@ -615,9 +669,9 @@ def test_the_jit_part_is_reported_not_scored_and_only_when_the_eager_result_is_r
 
 
 def test_not_attempted_says_a_reason_other_than_the_stubs_own():
-    from grader import checks
+    from grader import checks, judges
 
-    check = checks.Check(name="f: values", task="9.1", function="f", points=2, judge=checks.values("out"))
+    check = checks.Check(name="f: values", task="9.1", function="f", points=2, judge=judges.values("out"))
     stub = "NotImplementedError: Task 9.1 (f): not attempted"
     reason = "NotImplementedError: Task 9.1 (f) hands its work to course.x.f, the course's own code for it"
     assert checks.not_attempted(check, 9, [stub]).feedback == ["Task 9.1 (f): not attempted"]
@@ -629,32 +683,32 @@ def test_not_attempted_says_a_reason_other_than_the_stubs_own():
 def test_every_judge_reads_evidence_that_its_probe_records(settings, solution_reports):
     """The evidence keys each judge reads (`checks.reads`) against its probe's record on the
     solutions: a mistyped key fails here instead of costing every student the check's points."""
-    from grader import checks
+    from grader import checks, judges
 
     judged = 0
-    for week in runner.WEEKS:
-        recorded = runner.load_folder(runner.reference_folder(week, settings))
-        for check in runner.checks_module(week).CHECKS:
+    for week in grading.WEEKS:
+        recorded = reference.load_folder(reference.reference_folder(week, settings))
+        for check in grading.checks_module(week).CHECKS:
             assert checks.reads(check.judge), f"week {week}: {check.name!r} does not say what it reads"
             assert checks.missing_keys(check.judge, recorded[check.probe]) == [], (week, check.name)
             judged += 1
-    assert judged == sum(len(runner.checks_module(week).CHECKS) for week in runner.WEEKS) > 100
-    week1 = runner.load_folder(runner.reference_folder(1, settings))["mse_loss"]
-    typo = checks.all_of(checks.same("loss"), checks.jit_agrees("jitted", "loss"), checks.parameters_match("grad:", "x"))
+    assert judged == sum(len(grading.checks_module(week).CHECKS) for week in grading.WEEKS) > 100
+    week1 = reference.load_folder(reference.reference_folder(1, settings))["mse_loss"]
+    typo = judges.all_of(judges.same("loss"), judges.jit_agrees("jitted", "loss"), judges.parameters_match("grad:", "x"))
     assert checks.missing_keys(typo, week1) == ["jitted", "grad:*"]
 
 
 def test_a_week_whose_checks_do_not_fit_its_probes_is_refused_when_it_loads():
-    from grader import checks
+    from grader import checks, judges
 
-    for week in runner.WEEKS:  # the real weeks load (runner.checks_module validates them)
-        assert runner.checks_module(week).CHECKS
+    for week in grading.WEEKS:  # the real weeks load (grading.checks_module validates them)
+        assert grading.checks_module(week).CHECKS
     probes = {"conv2d": None}
-    good = checks.Check(name="conv2d: values", task="3.1", function="conv2d", points=2, judge=checks.same("out"))
+    good = checks.Check(name="conv2d: values", task="3.1", function="conv2d", points=2, judge=judges.same("out"))
     assert good.probe == "conv2d"  # a probe named after its function need not be named again
     with pytest.raises(TypeError):  # a check is declared with keywords only
-        checks.Check("conv2d: values", "3.1", "conv2d", 2, checks.same("out"))
-    checks.validate(3, [good, checks.hidden(task="3.1", function="conv2d", keys=("out",))], probes)
+        checks.Check("conv2d: values", "3.1", "conv2d", 2, judges.same("out"))
+    checks.validate(3, [good, judges.hidden(task="3.1", function="conv2d", keys=("out",))], probes)
     typo = dataclasses.replace(good, name="conv2d: bias", probe="conv2D")
     with pytest.raises(ValueError, match="check 'conv2d: bias' reads probe 'conv2D', which is not in PROBES"):
         checks.validate(3, [good, typo], probes)
@@ -667,15 +721,15 @@ def test_a_week_whose_checks_do_not_fit_its_probes_is_refused_when_it_loads():
 def test_the_reference_evidence_key_covers_what_the_child_imports_and_nothing_else(tmp_path):
     """Editing a figure (course/viz.py) keeps every week's recorded reference evidence; editing what a
     week's child imports (its solution, a course module it uses, the grader's week module) changes it."""
-    settings = runner.Settings(cache_dir=tmp_path)
+    settings = grading.Settings(cache_dir=tmp_path)
 
     def sources(week):
-        return {str(path.relative_to(runner.REPO)) for path in runner.reference_sources(week, settings)}
+        return {str(path.relative_to(grading.REPO)) for path in reference.reference_sources(week, settings)}
 
     week1, week4, week6 = sources(1), sources(4), sources(6)
     assert {"solutions/week4_simple_cnn.py", "solutions/week2_neural_networks.py", "course/layers.py",
             "course/transforms.py", "grader/week4_simple_cnn.py", "grader/models.py", "grader/child.py",
             "grader/launcher.py"} <= week4
-    assert not {"course/viz.py", "course/cli.py", "grader/batch.py", "grader/week2_neural_networks.py"} & (week4 | week1)
+    assert not {"course/viz.py", "course/cli.py", "grader/instructor/batch.py", "grader/week2_neural_networks.py"} & (week4 | week1)
     assert "solutions/week2_neural_networks.py" not in week1
-    assert "course/train.py" in week6 and "course/train.py" not in week4  # week 6's child withholds its answers
+    assert "course/sharding.py" in week6 and "course/sharding.py" not in week4  # week 6's child withholds its answers

@@ -11,8 +11,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from grader import batch, checks, integrity, report, runner, session
+from grader import checks, grading, integrity, report, runner
+from grader.instructor import gradebook, submissions
 from grader import evidence as ev
+from grader import judges
 from tests.test_grader import REPO, cases
 
 FILE = "week2_neural_networks.py"
@@ -69,7 +71,7 @@ def test_the_message_names_what_and_where():
 
 
 def _patched(case: dict) -> bytes:
-    source = (REPO / "solutions" / f"{runner.WEEKS[case['week']]}.py").read_text()
+    source = (REPO / "solutions" / f"{grading.WEEKS[case['week']]}.py").read_text()
     for old, new in case["patches"]:
         source = source.replace(old, new)
     return source.encode()
@@ -86,14 +88,14 @@ def test_course_code_raises_no_flag(path):
 
 @pytest.mark.parametrize("case", HONEST, ids=[case["name"] for case in HONEST])
 def test_alternatives_and_honest_mistakes_raise_no_flag(case):
-    assert integrity.scan(_patched(case), f"{runner.WEEKS[case['week']]}.py") == []
+    assert integrity.scan(_patched(case), f"{grading.WEEKS[case['week']]}.py") == []
 
 
 def test_the_attacks_on_self_reported_properties_are_flagged():
     attacks = [case for case in cases.HOSTILE if "honest" in case]
     assert {case["week"] for case in attacks} == {2, 4, 6}
     for case in attacks:
-        flags = integrity.scan(_patched(case), f"{runner.WEEKS[case['week']]}.py")
+        flags = integrity.scan(_patched(case), f"{grading.WEEKS[case['week']]}.py")
         assert any(case["flag"] in flag for flag in flags), (case["name"], flags)
 
 
@@ -151,9 +153,9 @@ def _record(**arrays) -> dict:
     return {ev.STATUS: ev.to_array("ok"), **{key: np.asarray(value) for key, value in arrays.items()}}
 
 
-TRACED = checks.Check(name="step: values", task="9.9", function="step", points=3, judge=checks.all_of(
-    checks.values("loss"),
-    checks.self_reported(checks.flag("traced_once", "compiled once", failed="traced 3 times", hint="use nnx.jit"),
+TRACED = checks.Check(name="step: values", task="9.9", function="step", points=3, judge=judges.all_of(
+    judges.values("loss"),
+    judges.self_reported(judges.flag("traced_once", "compiled once", failed="traced 3 times", hint="use nnx.jit"),
                          "traced_once")))
 
 
@@ -182,7 +184,7 @@ def test_the_jit_part_is_reported_only_when_the_eager_result_is_right():
         return _record(eager=np.float32(eager), jit=np.float32(jitted))
 
     check = checks.Check(name="values and jit", task="9.9", function="f", points=2,
-                         judge=checks.all_of(checks.values("eager"), checks.jit_agrees("jit", "eager")))
+                         judge=judges.all_of(judges.values("eager"), judges.jit_agrees("jit", "eager")))
     expected = record(1.0, 1.0)
     right_under_jit = checks.judge_check(check, 9, record(1.0, 1.0), expected, "")
     wrong_under_jit = checks.judge_check(check, 9, record(1.0, 5.0), expected, "")
@@ -194,9 +196,9 @@ def test_the_jit_part_is_reported_only_when_the_eager_result_is_right():
 
 
 def test_every_week_keeps_its_points_and_judges_jit_traces_and_placement_only_as_reported():
-    totals = {week: sum(check.points for check in runner.checks_module(week).CHECKS) for week in runner.WEEKS}
+    totals = {week: sum(check.points for check in grading.checks_module(week).CHECKS) for week in grading.WEEKS}
     assert sum(totals.values()) == 203, totals
-    names = [check.name for week in runner.WEEKS for check in runner.checks_module(week).CHECKS]
+    names = [check.name for week in grading.WEEKS for check in grading.checks_module(week).CHECKS]
     assert not [name for name in names if "works under" in name or "compiled once" in name]
 
 
@@ -208,23 +210,9 @@ FLAG = "integrity: the code patches jax.jit at line 12 of week2_neural_networks.
 
 
 def _reports(flags: list[str]) -> list[runner.WeekReport]:
-    check = next(check for check in runner.checks_module(2).CHECKS if check.function == "train_step")
+    check = next(check for check in grading.checks_module(2).CHECKS if check.function == "train_step")
     result = checks.Result(check, 2, check.points, "passed", [], ["compiled once for batches of one shape: reported yes"])
     return [runner.WeekReport(2, [result], 1.0, "", {}, False, flags)]
-
-
-def test_the_session_summary_carries_flags_and_claims():
-    week_report = _reports([FLAG])[0]
-    summary = {"target": "x", "weeks": [{
-        "week": 2, "seconds": 1.0, "output": "", "environment": {}, "public_only": False,
-        "integrity": week_report.integrity,
-        "results": [{"name": r.check.name, "score": r.score, "status": r.status, "feedback": r.feedback,
-                     "self_reported": r.self_reported} for r in week_report.results]}]}
-    (back,) = session.reports(summary)
-    assert back.integrity == [FLAG] and back.results[0].self_reported == week_report.results[0].self_reported
-    summary["weeks"][0]["integrity"] = "not a list"
-    with pytest.raises(session.SessionError, match="list of strings"):
-        session.reports(summary)
 
 
 def test_scorecard_results_json_junit_and_gradebook_carry_the_flags(tmp_path):
@@ -246,14 +234,14 @@ def test_scorecard_results_json_junit_and_gradebook_carry_the_flags(tmp_path):
     assert clean["extra_data"]["integrity"] == [] and "Integrity" not in clean["output"]
     assert ET.fromstring(report.junit(_reports([]))).find("testsuite/properties") is None
 
-    submission = batch.Submission("alice", tmp_path / "alice", "alice", "")
-    results["extra_data"]["batch"] = {"submission": "alice", "status": batch.GRADED, "problems": [], "weeks": [2]}
-    row = batch.gradebook_row(submission, results)
+    submission = submissions.Submission("alice", tmp_path / "alice", "alice", "")
+    results["extra_data"]["batch"] = {"submission": "alice", "status": gradebook.GRADED, "problems": [], "weeks": [2]}
+    row = gradebook.gradebook_row(submission, results)
     assert row["integrity"] == report.printable(tricky)
     two = dict(results, extra_data={**results["extra_data"], "integrity": [FLAG, FLAG.replace("12", "40")]})
-    assert batch.gradebook_row(submission, two)["integrity"] == f"{FLAG}; {FLAG.replace('12', '40')}"
-    batch.write_gradebook(tmp_path / "gradebook.csv", [row, batch.gradebook_row(submission, None, "failed")],
-                          batch.test_names([2]))
+    assert gradebook.gradebook_row(submission, two)["integrity"] == f"{FLAG}; {FLAG.replace('12', '40')}"
+    gradebook.write_gradebook(tmp_path / "gradebook.csv", [row, gradebook.gradebook_row(submission, None, "failed")],
+                          gradebook.test_names([2]))
     written = list(csv.DictReader(io.StringIO((tmp_path / "gradebook.csv").read_text())))
     assert list(written[0])[-1] == "integrity"
     assert {entry["integrity"] for entry in written} == {report.printable(tricky), ""}

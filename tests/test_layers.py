@@ -1,4 +1,8 @@
-"""course.layers: fast formulations equal the plain ones, in values and gradients."""
+"""course.layers: the fast max pool and the im2col convolution equal the plain Flax/lax ones in values and
+gradients (ties, uneven padding, the course's shapes, the fallbacks), compute without a convolution on
+the CPU and with XLA's elsewhere; `use_fast_convolutions` swaps every nnx.Conv and keeps parameters,
+outputs, gradients and captured intermediates; the training loop applies it; `sublayers` lists a model's
+layers in definition order."""
 
 import jax
 import jax.numpy as jnp
@@ -109,15 +113,23 @@ def test_conv_general_dilated_equals_lax_on_the_courses_shapes(images_shape, ker
                         random_normal(1, kernel_shape), strides, tuple(map(tuple, pads)))
 
 
-def test_conv_general_dilated_uses_matrix_products_on_the_cpu():
+def lowered_for(platform: str, function, *arguments) -> str:
+    """The StableHLO program of `function` as jax.jit lowers it for `platform`, whatever device the tests
+    run on (lowering for a platform needs no such device)."""
+    return jax.jit(function).trace(*arguments).lower(lowering_platforms=(platform,)).as_text()
+
+
+def test_conv_general_dilated_uses_matrix_products_on_the_cpu_and_xlas_convolution_elsewhere():
     images, kernel = random_normal(0, (4, 10, 10, 3)), random_normal(1, (3, 3, 3, 5))
 
     def loss(images, kernel):
         return jnp.sum(layers.conv_general_dilated(images, kernel, (1, 1), "SAME", dimension_numbers=NHWC) ** 2)
 
-    compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(images, kernel).compile().as_text()
-    if jax.default_backend() == "cpu":
-        assert "convolution(" not in compiled
+    gradient = jax.grad(loss, argnums=(0, 1))
+    cpu = lowered_for("cpu", gradient, images, kernel)
+    assert "convolution" not in cpu and "dot_general" in cpu
+    for platform in ("cuda", "tpu"):
+        assert "convolution" in lowered_for(platform, gradient, images, kernel), platform
 
 
 @pytest.mark.parametrize("options", [dict(rhs_dilation=(2, 2)), dict(lhs_dilation=(2, 1)), dict(feature_group_count=2)])
@@ -172,8 +184,13 @@ def test_fast_convolutions_compile_without_a_convolution_and_keep_their_captured
     model = layers.use_fast_convolutions(NestedConvolutions(dict(in_features=1, out_features=3, kernel_size=(3, 3)),
                                                             nnx.Rngs(0)))
     images = jax.random.normal(jax.random.key(0), (2, 6, 6, 1))
-    compiled = nnx.jit(lambda model, images: model(images)).lower(model, images).compile().as_text()
-    assert "convolution(" not in compiled
+    graphdef, state = nnx.split(model)
+
+    def forward(state, images):
+        return nnx.merge(graphdef, state)(images)
+
+    assert "convolution" not in lowered_for("cpu", forward, state, images)
+    assert "convolution" in lowered_for("cuda", forward, state, images)  # a GPU keeps XLA's convolution
     _, captured = nnx.capture(model, nnx.Intermediate, method_outputs=nnx.Intermediate)(images)
     paths = {path for path, _ in nnx.to_flat_state(captured)}
     assert ("first", "__call__") in paths
@@ -183,12 +200,12 @@ def test_fast_convolutions_compile_without_a_convolution_and_keep_their_captured
 def test_the_training_loop_gives_the_recipes_that_ask_for_it_the_fast_convolution():
     import dataclasses
 
-    from course import train
+    from course import runs, train
     from solutions import week4_simple_cnn
 
     recipe = week4_simple_cnn.RECIPES["simple_cnn"]
     assert recipe.fast_cpu_convolution
-    settings = train.RunSettings(model_name="simple_cnn", dataset="cifar10", epochs=1, batch_size=8, learning_rate=1e-3,
+    settings = runs.RunSettings(model_name="simple_cnn", dataset="cifar10", epochs=1, batch_size=8, learning_rate=1e-3,
                               seed=0)
     fast_model, _ = train.build(recipe, settings, steps_per_epoch=1)
     assert [layer.conv_general_dilated for layer in (fast_model.conv1, fast_model.conv2)] == [

@@ -1,4 +1,6 @@
-"""The lessons run headless, top to bottom, against the solutions; a stub stops one with a clear line.
+"""The lessons: each is its week's notebook, runs headless top to bottom against the solutions (and a
+student's own model structure) showing its figures, and a stub stops one with a clear line; `course
+lessons` writes them as notebooks and refuses an unknown one.
 
 Each lesson (`course/lessons/weekN_*.py`, a jupytext percent script) is turned into a notebook with
 jupytext and executed with nbclient in a "python3" kernel, exactly as `course lessons --execute`
@@ -49,8 +51,16 @@ def kernel_interpreter(notebook) -> str:
     return "".join(output["text"] for output in notebook.cells[0].outputs).strip()
 
 
-def test_every_lesson_has_a_figure_count():
-    assert sorted(MINIMUM_FIGURES) == sorted(lessons.LESSONS.values())
+@pytest.mark.parametrize("number, module_name", list(lessons.LESSONS.items()))
+def test_every_lesson_is_its_weeks_notebook(number, module_name):
+    """Each lesson reads as a notebook titled with its week that loads its own week module (the code that
+    the run below executes) and ends by naming `course grade weekN`."""
+    notebook = build.read_notebook(module_name)
+    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith(f"# Week {number}: ")
+    loads = [cell.source for cell in notebook.cells if cell.cell_type == "code" and "lessons.load_week(" in cell.source]
+    assert loads and all(f'lessons.load_week("{module_name}")' in source for source in loads), loads
+    assert f"course grade week{number}" in notebook.cells[-1].source
+    assert MINIMUM_FIGURES[module_name] > 0
 
 
 @pytest.mark.parametrize("module_name", list(lessons.LESSONS.values()))
@@ -99,10 +109,13 @@ def test_command_lists_and_writes_notebooks(tmp_path, capsys):
     assert "week3_convolutions" in printed and "Week 3: convolution and pooling by hand" in printed
     written = sorted(path.name for path in tmp_path.iterdir())
     assert written == ["week3_convolutions.ipynb", "week5_lenet.ipynb"]
-    notebook = nbformat.read(tmp_path / "week3_convolutions.ipynb", as_version=4)
-    nbformat.validate(notebook)
-    assert notebook.cells[0].cell_type == "markdown"
-    assert any(cell.cell_type == "code" for cell in notebook.cells)
+    for module_name in written:
+        notebook = nbformat.read(tmp_path / module_name, as_version=4)
+        nbformat.validate(notebook)
+        lesson = build.read_notebook(module_name.removesuffix(".ipynb"))
+        assert [(cell.cell_type, cell.source) for cell in notebook.cells] == [
+            (cell.cell_type, cell.source) for cell in lesson.cells]
+        assert not any(cell.get("outputs") for cell in notebook.cells)  # written, not run
 
 
 def test_command_rejects_an_unknown_lesson(tmp_path, capsys):

@@ -1,11 +1,11 @@
-"""Tests of `course.port`: PyTorch checkpoints of the original give the original's outputs in JAX.
+"""Tests of `course.port` and `course port`: PyTorch checkpoints of the original give the original's
+outputs in JAX.
 
 Tolerance of the parity tests: outputs agree elementwise to rtol 1e-5, with an absolute floor of
 1e-6 times the largest output (float32 convolutions summed in another order differ by a few ulps,
 and an output near 0 has no meaningful relative error). Tests that need torch skip without it.
 """
 
-import json
 import secrets
 
 import jax
@@ -16,7 +16,8 @@ from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course import data, port, registry, train
+from course import port, registry
+from course.state_dicts import PortError
 from solutions.week2_neural_networks import MLP
 from solutions.week4_simple_cnn import SimpleCNN
 from solutions.week5_lenet import LeNet5, LeNet5ReLU
@@ -48,7 +49,7 @@ def random_state_dict(model_name, naming, seed=0):
 
 def port_message(model_name, state_dict):
     model = abstract_model(model_name)
-    with pytest.raises(port.PortError) as error:
+    with pytest.raises(PortError) as error:
         port.load_state_dict(model, model_name, state_dict)
     return str(error.value)
 
@@ -233,26 +234,8 @@ def test_integer_tensor_and_non_mapping_are_refused():
 
 
 def test_unknown_model_name_lists_the_portable_models():
-    with pytest.raises(port.PortError, match="unknown model 'resnet'; models with a PyTorch original: mlp"):
+    with pytest.raises(PortError, match="unknown model 'resnet'; models with a PyTorch original: mlp"):
         port.load_state_dict(abstract_model("simple_cnn"), "resnet", {})
-
-
-def test_files_that_are_not_checkpoints_are_refused(tmp_path):
-    with pytest.raises(port.PortError, match="no checkpoint file"):
-        port.read_state_dict(tmp_path / "absent.pt")
-    broken = tmp_path / "weights.npz"
-    broken.write_text("not an archive")
-    with pytest.raises(port.PortError, match="weights.npz is not a readable .npz archive"):
-        port.read_state_dict(broken)
-
-
-def test_npz_checkpoint_reads_back(tmp_path):
-    state_dict = random_state_dict("lenet5", "jax")
-    np.savez(tmp_path / "lenet5.npz", **state_dict)
-    loaded = port.read_state_dict(tmp_path / "lenet5.npz")
-    assert loaded.keys() == state_dict.keys()
-    for name in state_dict:
-        np.testing.assert_array_equal(loaded[name], state_dict[name])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,92 +273,8 @@ def test_ported_mlp_gives_the_pytorch_log_probabilities():
     assert_outputs_equal(jax.nn.log_softmax(logits), expected_log_probs, seed)
 
 
-def test_torch_file_wrapped_in_a_dict_with_a_data_parallel_prefix_loads(tmp_path):
-    torch = pytest.importorskip("torch")
-    from tests.torch_models import MLP as TorchMLP
-
-    original = TorchMLP()
-    state_dict = {f"module.{name}": tensor for name, tensor in original.state_dict().items()}
-    torch.save({"input_size": 784, "output_size": 10, "state_dict": state_dict}, tmp_path / "checkpoint.pth")
-    model = abstract_model("mlp")
-    assert port.load_state_dict(model, "mlp", port.read_state_dict(tmp_path / "checkpoint.pth")) == "network"
-    np.testing.assert_array_equal(model.output_layer.kernel[...], original.output.weight.detach().numpy().T)
-
-
-def test_torch_files_that_are_not_state_dicts_are_refused(tmp_path):
-    torch = pytest.importorskip("torch")
-    from tests.torch_models import LeNet5ReLU as TorchLeNet5ReLU
-
-    text = tmp_path / "notes.pt"
-    text.write_text("these are not weights\n")
-    with pytest.raises(port.PortError, match=r"notes.pt is not a PyTorch checkpoint \(torch.load failed: "):
-        port.read_state_dict(text)
-    torch.save(TorchLeNet5ReLU(), tmp_path / "whole_model.pt")
-    with pytest.raises(port.PortError, match="may hold a whole pickled model: save `model.state_dict\\(\\)` instead"):
-        port.read_state_dict(tmp_path / "whole_model.pt")
-    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
-    with pytest.raises(port.PortError, match="holds a Tensor, not a state_dict"):
-        port.read_state_dict(tmp_path / "tensor.pt")
-
-
 # ---------------------------------------------------------------------------------------------
-# `course port` and `course eval`
-
-
-def printed_accuracy(output: str) -> tuple[float, list[str]]:
-    lines = output.strip().splitlines()
-    return float(lines[0].split("accuracy ")[1].rstrip("%")) / 100, lines[1:]
-
-
-def test_port_then_eval_then_resume_a_pytorch_lenet5(tmp_path, capsys):
-    torch = pytest.importorskip("torch")
-    from tests.torch_models import LeNet5 as TorchLeNet5
-
-    original = TorchLeNet5().eval()
-    torch.save(original.state_dict(), tmp_path / "lenet5.pt")
-    out = tmp_path / "ported"
-    assert port.main_port([str(tmp_path / "lenet5.pt"), "--model", "lenet5", "--out", str(out), "--dataset",
-                           "shapes_gray", "--epochs", "1", "--batch-size", "50", "--max-train-examples", "500"]) == 0
-    assert "naming 'sequential'" in capsys.readouterr().out
-    info = json.loads((out / "checkpoint" / "last" / "info.json").read_text())
-    assert info["settings"]["dataset"] == "shapes_gray" and info["history"] == []
-
-    assert port.main_eval([str(out)]) == 0
-    accuracy, class_lines = printed_accuracy(capsys.readouterr().out)
-    images, labels = data.load("shapes_gray", "test")
-    padded = np.pad(images[..., 0], ((0, 0), (2, 2), (2, 2))).astype(np.float32) / 255  # the original's input
-    with torch.no_grad():
-        predictions = original(torch.from_numpy(padded[:, None])).argmax(1).numpy()
-    assert accuracy == pytest.approx(np.round(np.mean(predictions == labels), 4), abs=1e-4)
-    assert [line.split()[0] for line in class_lines] == [name.split()[0] for name in data.SHAPE_CLASSES]
-
-    history = train.fit(registry.recipes()["lenet5"], model_name="lenet5", dataset="shapes_gray", epochs=1,
-                        batch_size=50, max_train_examples=500, out_dir=out, resume=True, progress=False)
-    assert [record["epoch"] for record in history] == [1]
-
-
-def test_port_an_npz_simple_cnn_and_eval_its_checkpoint_folder(tmp_path, capsys):
-    np.savez(tmp_path / "cnn.npz", **random_state_dict("simple_cnn", "attributes", seed=3))
-    out = tmp_path / "ported"
-    assert port.main_port([str(tmp_path / "cnn.npz"), "--model", "simple_cnn", "--out", str(out)]) == 0
-    capsys.readouterr()
-    assert port.main_eval([str(out / "checkpoint" / "best"), "--dataset", "shapes_rgb"]) == 0
-    accuracy, class_lines = printed_accuracy(capsys.readouterr().out)
-    assert len(class_lines) == 10
-
-    recipe = registry.recipes()["simple_cnn"]
-    model = recipe.model(nnx.Rngs(0))
-    port.load_state_dict(model, "simple_cnn", port.read_state_dict(tmp_path / "cnn.npz"))
-    images, labels = data.load("shapes_rgb", "test")
-    assert accuracy == pytest.approx(train.evaluate(recipe, model, images, labels)["accuracy"], abs=1e-4)
-
-    assert port.main_eval([str(out), "--dataset", "shapes_rgb", "--max-examples", "300"]) == 0
-    _, class_lines = printed_accuracy(capsys.readouterr().out)
-    counts = [int(line.rsplit("/", 1)[1].rstrip(")")) for line in class_lines]
-    assert sum(counts) == 300 and min(counts) > 0  # a random subset, not the first 300
-
-    assert port.main_eval([str(out), "--model", "lenet5_relu", "--dataset", "shapes_gray"]) == 2
-    assert "does not hold a 'lenet5_relu' model" in capsys.readouterr().err
+# `course port`
 
 
 def test_port_command_prints_a_bad_checkpoint_on_one_line(tmp_path, capsys):
@@ -393,9 +292,3 @@ def test_port_refuses_a_dataset_the_model_does_not_take(tmp_path, capsys):
     assert port.main_port([str(tmp_path / "cnn.npz"), "--model", "simple_cnn", "--out", str(tmp_path / "o"),
                            "--dataset", "mnist"]) == 2
     assert "does not train on 'mnist'; valid datasets for it: cifar10, shapes_rgb" in capsys.readouterr().err
-
-
-def test_eval_of_a_folder_without_checkpoint_says_what_it_expected(tmp_path, capsys):
-    assert port.main_eval([str(tmp_path)]) == 2
-    error = capsys.readouterr().err
-    assert f"course eval: error: {tmp_path} holds no checkpoint: expected {tmp_path}/checkpoint/best" in error

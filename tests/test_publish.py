@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from course import publish
+from grader.instructor import publish
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,7 +163,7 @@ def test_malformed_markers_are_rejected(broken, message):
 
 
 def test_every_solution_has_tasks_numbered_in_order():
-    from grader.runner import WEEKS
+    from grader.grading import WEEKS
 
     for week, name in WEEKS.items():
         source = (publish.REPO / "solutions" / f"{name}.py").read_text()

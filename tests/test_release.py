@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course import publish, release
-from grader import runner
+from grader.instructor import publish, release
+from grader import grading, runner
 
 REPO = Path(__file__).resolve().parent.parent
 WEEKS = (1, 4)
@@ -26,13 +26,13 @@ def write_submission(folder: Path, bugs: tuple[str, ...] = ()) -> Path:
     """A submission of weeks 1 and 4: the solutions, with the named bug cases' patches applied."""
     folder.mkdir(parents=True)
     for week in WEEKS:
-        source = (REPO / "solutions" / f"{runner.WEEKS[week]}.py").read_text()
+        source = (REPO / "solutions" / f"{grading.WEEKS[week]}.py").read_text()
         for case in cases.BUGS:
             if case["name"] in bugs and case["week"] == week:
                 for old, new in case["patches"]:
                     assert source.count(old) == 1
                     source = source.replace(old, new)
-        (folder / f"{runner.WEEKS[week]}.py").write_text(source)
+        (folder / f"{grading.WEEKS[week]}.py").write_text(source)
     return folder
 
 
@@ -59,7 +59,7 @@ def scores(results: dict) -> dict[str, tuple]:
 def test_student_copy_grades_exactly_like_the_solutions(student_copy, tmp_path):
     from grader import report
 
-    settings = runner.Settings(jobs=2)
+    settings = grading.Settings(jobs=2)
     for name, bugs in (("solutions", ()), ("buggy", BUGS)):
         submission = write_submission(tmp_path / name, bugs)
         with_solutions = report.gradescope(runner.grade(list(WEEKS), submission, settings), 0.0)
@@ -113,17 +113,19 @@ def test_student_copy_holds_no_solution_source(student_copy):
 
 def test_student_copy_commands_without_solutions(student_copy, tmp_path):
     exercise = (student_copy / "exercises" / "week1_regression.py").read_text()
-    done = run_in(student_copy, "import json; from course import cli, registry, release, publish; "
-                  "codes = [cli.main(['publish']), release.main(['elsewhere'])]; "
+    done = run_in(student_copy, "import json; from course import cli, registry; "
+                  "codes = [cli.main(['publish']), cli.main(['release', 'elsewhere']), "
+                  "cli.main(['autograder', 'x.zip']), cli.main(['grade-batch', '.', '--out', 'x'])]; "
                   "default = registry.default_package(); "
                   "print(json.dumps({'codes': codes, 'default': default}))", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"codes": [2, 2], "default": "exercises"}
-    assert "student release" in done.stderr and "no solutions/" in done.stderr
+    assert result == {"codes": [2, 2, 2, 2], "default": "exercises"}
+    assert done.stderr.count("an instructor command; this is the student release") == 4
+    assert not (student_copy / "grader" / "instructor").exists() and not (student_copy / "x").exists()
     assert (student_copy / "exercises" / "week1_regression.py").read_text() == exercise
     manifest = json.loads((student_copy / "reference_evidence" / "MANIFEST.json").read_text())
-    assert sorted(manifest["weeks"]) == [runner.WEEKS[week] for week in WEEKS]
+    assert sorted(manifest["weeks"]) == [grading.WEEKS[week] for week in WEEKS]
 
 
 def test_release_refuses_unsafe_targets(tmp_path, capsys):

@@ -1,5 +1,7 @@
-"""Tests of the reports: whatever the graded code puts in its feedback, the scorecard prints it as indented
-single lines without acting on control characters, and the JUnit XML and results.json stay well-formed."""
+"""grader.report: whatever the graded code puts in its feedback, the scorecard prints it as indented single
+lines without acting on control characters (C0, line and paragraph separators, bidirectional and invisible
+characters), so feedback cannot fake the total; the JUnit XML and results.json stay well-formed; the
+scorecard shows whole check names and says a reason every check of a week shares once."""
 
 import json
 import xml.etree.ElementTree as ET

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import batch, cli, evidence, gradescope, intake, report, resource_limits, runner, sandbox
+from grader import child_run, cli, evidence, grading, intake, reference, report, resource_limits, runner, sandbox
+from grader import bubblewrap, layer_listing, permissions, uid_cleanup
+from grader.instructor import batch, gradebook, gradescope, submissions
 from grader.checks import judge_check
 from tests.test_grader import REPO, by_task, cases, grade_cases, submission
 
@@ -97,15 +99,15 @@ HOSTILE_MEMORY_BYTES = 2 * 2**30  # for all the processes of one grading togethe
 TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
 
 
-def hostile_settings(level: str, tmp_path_factory) -> runner.Settings:
-    return runner.Settings(cache_dir=tmp_path_factory.getbasetemp() / "course-cache", probe_timeout_s=10,
+def hostile_settings(level: str, tmp_path_factory) -> grading.Settings:
+    return grading.Settings(cache_dir=tmp_path_factory.getbasetemp() / "course-cache", probe_timeout_s=10,
                            week_timeout_s=120, sandbox=level, memory_bytes=HOSTILE_MEMORY_BYTES)
 
 
 def system_v_objects_of_graded_uids() -> list[str]:
     """The System V IPC objects of any uid the sandbox gives a child, as the grader's namespace sees them."""
     return [f"{kind} {identifier}" for kind in ("shm", "msg", "sem") for uid in sorted(uids_seen())
-            for identifier in sandbox.system_v_objects_of(uid, kind)]
+            for identifier in uid_cleanup.system_v_objects_of(uid, kind)]
 
 
 def uids_seen() -> set[int]:
@@ -117,7 +119,8 @@ def uids_seen() -> set[int]:
         except OSError:
             continue
         for line in lines:
-            found.update(int(field) for field in line.split() if field.isdigit() and int(field) in sandbox.CHILD_UIDS)
+            found.update(int(field) for field in line.split()
+                         if field.isdigit() and int(field) in permissions.CHILD_UIDS)
     return found
 
 
@@ -135,7 +138,7 @@ def hostile_run(request, tmp_path_factory, markers, listener):
     settings = hostile_settings(level, tmp_path_factory)
     chosen = [case for case in cases.HOSTILE if level in case["levels"]]
     for week in sorted({case["week"] for case in chosen}):  # made before the cache is looked at
-        runner.reference_folder(week, settings)
+        reference.reference_folder(week, settings)
     folders_before = set(Path(tempfile.gettempdir()).glob("course-grade-*"))
     temp_before = {str(path) for base in TEMP_FOLDERS for path in Path(base).glob("course-hostile-*")}
     cache_before = sorted(path.relative_to(settings.cache_dir) for path in settings.cache_dir.rglob("*"))
@@ -158,8 +161,8 @@ def hostile_run(request, tmp_path_factory, markers, listener):
                                             if not path.startswith(str(markers)) and path not in temp_before),
         "run folders": sorted(map(str, set(Path(tempfile.gettempdir()).glob("course-grade-*")) - folders_before)),
         "processes": [(pid, _cmdline(pid)[:200]) for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-                      if (str(markers).encode() in _cmdline(pid) or _uid(pid) in sandbox.CHILD_UIDS)
-                      and not sandbox._is_zombie(str(pid))],
+                      if (str(markers).encode() in _cmdline(pid) or _uid(pid) in permissions.CHILD_UIDS)
+                      and not uid_cleanup.is_zombie(str(pid))],
         "new files in the cache": sorted(str(path) for path in settings.cache_dir.rglob("*")
                                          if path.relative_to(settings.cache_dir) not in cache_before),
         "network connections": list(listener[1]),
@@ -196,7 +199,7 @@ def test_hostile_code_gains_nothing(case, hostile_run):
         pytest.skip(f"not promised at the {level} level (README)")
     week_report = reports[case["name"]]
     by_task(week_report)
-    checks = runner.checks_module(case["week"]).CHECKS
+    checks = grading.checks_module(case["week"]).CHECKS
     assert [r.check.name for r in week_report.results] == [c.name for c in checks], "every check has a result"
     assert week_report.environment["sandbox"] == level
     for result in week_report.results:
@@ -208,7 +211,7 @@ def test_hostile_code_gains_nothing(case, hostile_run):
             assert result.feedback
         elif case["correct_elsewhere"]:
             assert result.score == result.max_score, (result.check.name, result.status, result.feedback)
-    assert len(week_report.output) < 4 * runner.Settings.output_bytes + 10_000, "a child's output is capped"
+    assert len(week_report.output) < 4 * grading.Settings.output_bytes + 10_000, "a child's output is capped"
 
 
 def test_hostile_code_leaves_nothing_behind(hostile_run):
@@ -340,7 +343,7 @@ def test_unknown_or_unavailable_levels_are_refused(monkeypatch):
 
 
 def test_protected_folder_inside_the_python_environment_is_refused():
-    inside = Path(sandbox._bound_folders()[0]) / "course-cache"
+    inside = Path(bubblewrap.python_folders()[0]) / "course-cache"
     problem = sandbox.why_unavailable("bubblewrap", (str(inside),))
     if shutil.which("bwrap"):
         assert "lies inside a folder the sandbox must show" in problem
@@ -366,10 +369,10 @@ def test_unsandboxed_grading_says_so(tmp_path, capsys, monkeypatch):
 
 def test_a_sandbox_that_cannot_start_is_not_the_submission_s_fault(tmp_path, monkeypatch):
     require("bubblewrap")
-    settings = runner.Settings(cache_dir=tmp_path / "cache", sandbox="bubblewrap")
-    runner.reference_folder(1, settings)
-    monkeypatch.setattr(sandbox, "_bubblewrap_arguments", lambda *args: ["bwrap", "--no-such-option", "--"])
-    with pytest.raises(runner.InfrastructureError, match="did not start"):
+    settings = grading.Settings(cache_dir=tmp_path / "cache", sandbox="bubblewrap")
+    reference.reference_folder(1, settings)
+    monkeypatch.setattr(bubblewrap, "arguments", lambda *args: ["bwrap", "--no-such-option", "--"])
+    with pytest.raises(child_run.InfrastructureError, match="did not start"):
         runner.grade_week(1, REPO / "solutions", settings)
 
 
@@ -424,11 +427,11 @@ def test_batch_beside_hostile_classmates(tmp_path):
     rows = {row["submission"]: row for row in _csv(out / "gradebook.csv")}
     assert code == 0
     assert len(rows) == 8, sorted(rows)
-    week_1 = f"{sum(check.points for check in runner.checks_module(1).CHECKS):g}"  # hidden checks included
+    week_1 = f"{sum(check.points for check in grading.checks_module(1).CHECKS):g}"  # hidden checks included
     for honest in ("alice", "bob", "gradebook.csv", "mallory_rewrites"):
         assert (rows[honest]["score"], rows[honest]["max_score"]) == (week_1, week_1), rows[honest]
-    assert rows["corrupt"]["status"] == batch.ERROR
-    task_1_1 = sum(check.points for check in runner.checks_module(1).CHECKS if check.task == "1.1")
+    assert rows["corrupt"]["status"] == gradebook.ERROR
+    task_1_1 = sum(check.points for check in grading.checks_module(1).CHECKS if check.task == "1.1")
     for attacker in ("mallory_kills", "mallory_reads"):
         assert float(rows[attacker]["score"]) == float(week_1) - task_1_1, rows[attacker]
     feedback = json.dumps(json.loads((out / "mallory_reads" / "results.json").read_text()))
@@ -459,15 +462,15 @@ def everything_written(reports: list[runner.WeekReport], tmp_path: Path) -> dict
     from grader.conftest import failure_message
 
     results = report.gradescope(reports, 1.0)
-    results["extra_data"]["batch"] = {"status": batch.GRADED, "problems": []}
-    row = batch.gradebook_row(batch.Submission("hostile", tmp_path, "hostile"), results)
-    tests = batch.test_names([week_report.week for week_report in reports])
-    batch.write_gradebook(tmp_path / "gradebook.csv", [row], tests)
+    results["extra_data"]["batch"] = {"status": gradebook.GRADED, "problems": []}
+    row = gradebook.gradebook_row(submissions.Submission("hostile", tmp_path, "hostile"), results)
+    tests = gradebook.test_names([week_report.week for week_report in reports])
+    gradebook.write_gradebook(tmp_path / "gradebook.csv", [row], tests)
     return {"scorecard": report.scorecard(reports), "junit": report.junit(reports),
             "results.json": json.dumps(results, ensure_ascii=False, indent=1),
             "pytest": "\n".join(failure_message(result) for result in report.all_results(reports)),
             "gradebook.csv": (tmp_path / "gradebook.csv").read_bytes().decode().replace("\r\n", "\n"),
-            "summary.md": batch.summary_markdown(batch.summary([row], tests))}
+            "summary.md": gradebook.summary_markdown(gradebook.summary([row], tests))}
 
 
 def test_unicode_separators_and_bidirectional_controls_stay_inert(hostile_run, tmp_path):
@@ -488,12 +491,12 @@ def test_unicode_separators_and_bidirectional_controls_stay_inert(hostile_run, t
 
 def test_the_hidden_seed_appears_in_no_report(hostile_run, tmp_path, tmp_path_factory):
     level, reports, _ = hostile_run
-    seed = runner.hidden_seed(hostile_settings(level, tmp_path_factory))
+    seed = grading.hidden_seed(hostile_settings(level, tmp_path_factory))
     assert seed is not None, "the hostile run grades the hidden checks"
     forms = [str(seed), f"{seed:x}", f"{seed:X}", f"{seed:,}"]
     hidden_feedback = " ".join(line for result in reports["prints the hidden seed in its error"].results
                                if result.check.hidden and result.check.task == "1.1" for line in result.feedback)
-    assert runner.SEED_SHOWN_AS in hidden_feedback, "the attack found the seed, and it was taken out"
+    assert grading.SEED_SHOWN_AS in hidden_feedback, "the attack found the seed, and it was taken out"
     graded = [week_report for week_report in reports.values() if isinstance(week_report, runner.WeekReport)]
     for name, text in everything_written(graded, tmp_path).items():
         assert not [form for form in forms if form in text], name
@@ -504,10 +507,10 @@ def test_the_hidden_seed_appears_in_no_report(hostile_run, tmp_path, tmp_path_fa
 def test_the_hidden_seed_is_taken_out_of_any_text():
     seed = 4_611_686_018_427_387_000
     text = f"seed {seed}, {seed:#x}, {seed:X}, {seed:_}, {' '.join(str(seed))}; {seed + 1} and 0.25 stay"
-    assert runner.without_seed(text, seed) == ("seed <the hidden inputs' seed>, 0x<the hidden inputs' seed>, "
+    assert grading.without_seed(text, seed) == ("seed <the hidden inputs' seed>, 0x<the hidden inputs' seed>, "
                                                "<the hidden inputs' seed>, <the hidden inputs' seed>, "
                                                f"<the hidden inputs' seed>; {seed + 1} and 0.25 stay")
-    assert runner.without_seed(text, None) == text
+    assert grading.without_seed(text, None) == text
 
 
 def test_a_submission_right_on_the_public_inputs_only_is_told_nothing_of_the_seed(tmp_path, tmp_path_factory):
@@ -520,7 +523,7 @@ def test_a_submission_right_on_the_public_inputs_only_is_told_nothing_of_the_see
     task = {result.check.name: result for result in week_report.results if result.check.task == "1.1"}
     assert task["linear_predict: predictions"].score == task["linear_predict: predictions"].max_score
     assert task["linear_predict (hidden inputs)"].score == 0 and task["linear_predict (hidden inputs)"].feedback
-    seed = runner.hidden_seed(settings)
+    seed = grading.hidden_seed(settings)
     for name, text in everything_written([week_report], tmp_path).items():
         assert str(seed) not in text and f"{seed:x}" not in text.lower(), name
 
@@ -555,7 +558,7 @@ def test_course_grade_refuses_a_week_module_that_is_not_a_regular_file(kind, lev
                                                                       monkeypatch, capsys):
     require(level)
     settings = hostile_settings(level, tmp_path_factory)
-    runner.reference_folder(1, settings)
+    reference.reference_folder(1, settings)
     make, what = NOT_REGULAR_FILES[kind]
     target = tmp_path / "target"
     target.mkdir()
@@ -625,11 +628,11 @@ def test_batch_refuses_links_to_a_classmate_s_work(level, tmp_path):
     assert code == 0
     rows = {row["submission"]: row for row in _csv(out / "gradebook.csv")}
     assert set(rows) == {"alice", "mallory", "trudy", "zipped", "eve"}, "the batch writes every row"
-    week_1 = f"{sum(check.points for check in runner.checks_module(1).CHECKS):g}"
-    assert (rows["alice"]["status"], rows["alice"]["score"]) == (batch.GRADED, week_1), rows["alice"]
+    week_1 = f"{sum(check.points for check in grading.checks_module(1).CHECKS):g}"
+    assert (rows["alice"]["status"], rows["alice"]["score"]) == (gradebook.GRADED, week_1), rows["alice"]
     for name, link in (("mallory", "mallory"), ("trudy", MODULE), ("zipped", MODULE), ("eve", "eve.zip")):
         row = rows[name]
-        assert (row["status"], float(row["score"])) == (batch.ERROR, 0.0), row
+        assert (row["status"], float(row["score"])) == (gradebook.ERROR, 0.0), row
         assert f"{link} is a symbolic link: not graded" in row["problems"], row
 
 
@@ -646,9 +649,9 @@ def test_gradescope_refuses_a_linked_upload(tmp_path):
         upload.mkdir()
         (upload / name).symlink_to(elsewhere / name)
         submission, _ = gradescope.find_upload(upload)
-        staged = batch.stage(submission, [1])
+        staged = submissions.stage(submission, [1])
         assert staged.modules == {} and f"{problem}: not graded" in staged.fatal, staged
-        results = batch.grade_submission(submission, staged, [1], runner.Settings())  # no child: an error row
+        results = batch.grade_submission(submission, staged, [1], grading.Settings())  # no child: an error row
         assert results["score"] == 0 and problem in results["extra_data"]["batch"]["problems"][0]
 
 
@@ -733,7 +736,7 @@ LENET_LISTING = np.asarray(evidence.dumps_json([
 
 @pytest.mark.parametrize("listing, problem", [
     (crafted_listing(100_000), "holds 5,"),  # 5.5 million characters
-    (crafted_listing(evidence.MAX_LAYERS + 1), f"at most {evidence.MAX_LAYERS} layers"),
+    (crafted_listing(layer_listing.MAX_LAYERS + 1), f"at most {layer_listing.MAX_LAYERS} layers"),
     (np.asarray("[" * 60_000 + "]" * 60_000), "not JSON"),
     (np.asarray('[{"path": "p", "kind": "K", "settings": {"padding": [[[[1]]]]}, "params": {}}]'), "layer 0"),
     (np.asarray('[{"path": "p", "kind": "K", "settings": {}, "params": {"kernel": [3.5]}}]'), "layer 0"),
@@ -741,7 +744,7 @@ LENET_LISTING = np.asarray(evidence.dumps_json([
     (np.asarray([1.0, 2.0]), "not a text"),
 ])
 def test_a_crafted_layer_listing_is_refused_at_once_and_scores_0(listing, problem):
-    check = next(check for check in runner.checks_module(5).CHECKS if check.probe == "LeNet5.init")
+    check = next(check for check in grading.checks_module(5).CHECKS if check.probe == "LeNet5.init")
     expected = {"layers": LENET_LISTING, "parameter_count": np.asarray(200), evidence.STATUS: np.asarray("ok")}
     got = {**expected, "layers": listing}
     assert judge_check(check, 5, expected, expected, "").score == check.points
@@ -752,11 +755,11 @@ def test_a_crafted_layer_listing_is_refused_at_once_and_scores_0(listing, proble
 
 
 def test_the_largest_listing_allowed_is_compared_in_milliseconds():
-    listing = crafted_listing(evidence.MAX_LAYERS)
+    listing = crafted_listing(layer_listing.MAX_LAYERS)
     start = time.perf_counter()
-    records = evidence.layer_records(listing)
-    evidence.match_layers(records, evidence.layer_records(LENET_LISTING))
-    evidence.layer_counts(records)
+    records = layer_listing.layer_records(listing)
+    layer_listing.match_layers(records, layer_listing.layer_records(LENET_LISTING))
+    layer_listing.layer_counts(records)
     assert time.perf_counter() - start < 0.5
 
 
@@ -781,13 +784,13 @@ def test_hostile_evidence_is_refused_with_the_reason(hostile_run):
 PEAK_MEMORY_SCRIPT = """
 import json, resource, sys
 from pathlib import Path
-from grader import runner
+from grader import grading, reference, runner
 from tests.grader_cases import cases
 from tests.test_grader import submission
 
 cache, root, level = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-settings = runner.Settings(cache_dir=cache, probe_timeout_s=20, week_timeout_s=120, sandbox=level)
-runner.reference_folder(1, settings)
+settings = grading.Settings(cache_dir=cache, probe_timeout_s=20, week_timeout_s=120, sandbox=level)
+reference.reference_folder(1, settings)
 peaks = {}
 for name in ["clean", *sys.argv[4:]]:
     case = cases.hostile("clean", cases.SCORE) if name == "clean" else next(c for c in cases.HOSTILE if c["name"] == name)
@@ -1002,7 +1005,7 @@ def test_a_classmate_that_spins_every_core_costs_the_others_nothing(level, tmp_p
     for honest in ("alice", "bob", "carol"):
         assert rows[honest]["score"] == rows[honest]["max_score"], rows[honest]
     assert not [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-                if b"while True: pass" in _cmdline(pid) and not sandbox._is_zombie(str(pid))]
+                if b"while True: pass" in _cmdline(pid) and not uid_cleanup.is_zombie(str(pid))]
 
 # close_to_others (autograder source)
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="closing paths to other users is root's (the user level)")
@@ -1052,7 +1055,7 @@ def test_close_to_others_refuses_a_path_under_a_folder_others_can_write(tmp_path
     sticky.chmod(0o1777)  # sticky: anyone can make a name that is not there yet
     with pytest.raises(sandbox.Unavailable, match=r"cache lies under .*tmp, which other users can write"):
         sandbox.close_to_others([sticky / "cache"])
-    graded_uid = sandbox.CHILD_UIDS[0]
+    graded_uid = permissions.CHILD_UIDS[0]
     (sticky / "made-by-a-graded-uid").mkdir()
     os.chown(sticky / "made-by-a-graded-uid", graded_uid, graded_uid)
     with pytest.raises(sandbox.Unavailable, match="which other users can write"):

@@ -1,8 +1,9 @@
-"""Tests of the grader as a pytest session (grader/conftest.py, grader/test_week*.py, grader/session.py):
-`python -m pytest grader` grades like any pytest suite, selection grades only the selected weeks,
-and `course grade` reports exactly what the tests judged."""
+"""Tests of the grader as a pytest session (grader/conftest.py, grader/test_week*.py): `python -m pytest
+grader` grades like any pytest suite through the same engine as `course grade`, selection grades only
+the selected weeks, and `course grade` reports exactly what the tests judged."""
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -10,27 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from grader import cli, runner
+from grader import cli, grading
 from tests.test_grader import cases, submission
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_CHECKS = sum(len(runner.checks_module(week).CHECKS) for week in runner.WEEKS)
+ALL_CHECKS = sum(len(grading.checks_module(week).CHECKS) for week in grading.WEEKS)
 
 
 def pytest_grader(tmp_path: Path, *options: str, cache: bool = False) -> tuple[int, list[ET.Element], dict]:
     """Runs `python -m pytest grader OPTIONS` in a fresh process; returns its exit code, its JUnit
-    testcases and the weeks it graded (from --grade-json)."""
-    junit, summary = tmp_path / "junit.xml", tmp_path / "graded.json"
+    testcases and the weeks it graded (from its terminal summary's "grader: week N graded" lines)."""
+    junit = tmp_path / "junit.xml"
     junit.unlink(missing_ok=True)
-    summary.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", "grader", *options, f"--junitxml={junit}", f"--grade-json={summary}",
+    command = [sys.executable, "-m", "pytest", "grader", *options, f"--junitxml={junit}",
                "-o", f"cache_dir={tmp_path / 'pytest-cache'}"]
     if not cache:
         command += ["-p", "no:cacheprovider"]
     finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert finished.returncode in (0, 1, 5), finished.stdout[-3000:] + finished.stderr[-3000:]
     cases_run = ET.parse(junit).getroot().findall(".//testcase")
-    graded = [week["week"] for week in json.loads(summary.read_text())["weeks"]] if summary.exists() else []
+    graded = [int(week) for week in re.findall(r"^grader: week (\d+) graded in ", finished.stdout, re.M)]
     return finished.returncode, cases_run, graded
 
 
@@ -53,7 +53,7 @@ def test_project_tests_and_grader_checks_do_not_mix():
 
 def test_fresh_exercises_fail_every_check_as_not_attempted(tmp_path):
     code, testcases, graded = pytest_grader(tmp_path)
-    assert code == 1 and graded == sorted(runner.WEEKS)
+    assert code == 1 and graded == sorted(grading.WEEKS)
     assert len(testcases) == ALL_CHECKS
     for case in testcases:
         failure = case.find("failure")
@@ -63,7 +63,7 @@ def test_fresh_exercises_fail_every_check_as_not_attempted(tmp_path):
 
 def test_solutions_pass_every_check(tmp_path):
     code, testcases, graded = pytest_grader(tmp_path, "--target", "solutions")
-    assert code == 0 and graded == sorted(runner.WEEKS)
+    assert code == 0 and graded == sorted(grading.WEEKS)
     assert len(testcases) == ALL_CHECKS
     assert all(properties(case)["score"] == properties(case)["max_score"] for case in testcases)
 
@@ -73,7 +73,7 @@ def test_solutions_pass_every_check(tmp_path):
 def test_selection_grades_only_the_selected_week(tmp_path, selection, week, function):
     code, testcases, graded = pytest_grader(tmp_path, "--target", "solutions", *selection)
     assert code == 0 and graded == [week]
-    expected = [check for check in runner.checks_module(week).CHECKS if check.function == function]
+    expected = [check for check in grading.checks_module(week).CHECKS if check.function == function]
     assert len(testcases) == len(expected) > 0
 
 
@@ -116,18 +116,19 @@ def test_hostile_submission_through_pytest(tmp_path):
 def test_every_front_end_builds_its_settings_from_the_grading_options_alike():
     """`Settings.from_options` is the one reading of the grading options: `course grade`'s flags, the
     pytest session's and a Gradescope zip's config give the same settings for the same values."""
-    from grader import conftest, gradescope
+    from grader import conftest
+    from grader.instructor import gradescope
 
     flags = ["--probe-timeout", "7", "--memory-gb", "1.5", "--sandbox", "none", "--reference-dir", "/recorded"]
-    from_cli = runner.Settings.from_options(vars(cli.parser().parse_args(["--timeout", "30", *flags])), jobs=3)
+    from_cli = grading.Settings.from_options(vars(cli.parser().parse_args(["--timeout", "30", *flags])), jobs=3)
     assert (from_cli.week_timeout_s, from_cli.probe_timeout_s, from_cli.memory_bytes, from_cli.sandbox,
             from_cli.reference_dir, from_cli.jobs) == (30.0, 7.0, int(1.5 * 2**30), "none", Path("/recorded"), 3)
-    assert runner.Settings.from_options(vars(cli.parser().parse_args([]))) == runner.Settings()
+    assert grading.Settings.from_options(vars(cli.parser().parse_args([]))) == grading.Settings()
 
     class PytestConfig:  # what conftest.Grading reads: pytest's getoption
         values = {"--target": "exercises", "--week-timeout": 30.0, "--probe-timeout": 7.0, "--memory-gb": 1.5,
                   "--sandbox": "none", "--reference-dir": "/recorded", "--grade-jobs": 3, "--protect": [],
-                  "--grade-cache-dir": None, "--grade-json": None, "--grade-progress": False}
+                  "--grade-cache-dir": None, "--grade-progress": False}
 
         def getoption(self, name):
             return self.values[name]

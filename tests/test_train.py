@@ -1,8 +1,8 @@
-"""course.train and course.steps: the loop, determinism, checkpoints and exact resume, data parallelism."""
+"""course.train and course.steps: the steps, the loop (build, epochs, evaluation, fit), its determinism,
+and the validation split that chooses the best checkpoint."""
 
 import dataclasses
 import json
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
-from course import data, steps, train
-from tests.conftest import run_on_cpu_devices, run_on_eight_cpu_devices
+from course import batching, runs, steps, train
 from course.layers import max_pool
 from course.recipe import Recipe
 from solutions.week4_simple_cnn import shuffled_batches
@@ -105,12 +104,12 @@ def jitter(key, images, training):
 
 def test_augmentation_is_off_at_evaluation_and_batches_follow_the_recipe():
     shifted = tiny_recipe(epochs=1, augment=lambda key, images, training: images + 5.0 if training else images)
-    model, optimizer = train.build(shifted, train.RunSettings("tiny", "shapes_gray", 1, 50, 3e-3, 0), 10)
+    model, optimizer = train.build(shifted, runs.RunSettings("tiny", "shapes_gray", 1, 50, 3e-3, 0), 10)
     images = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
     labels = np.arange(20, dtype=np.int32) % 10
     np.testing.assert_allclose(train.evaluate(shifted, model, images, labels)["loss"],
                                train.evaluate(tiny_recipe(), model, images, labels)["loss"], rtol=1e-6)
-    settings = train.RunSettings("tiny", "shapes_gray", 1, 50, 3e-3, seed=7)
+    settings = runs.RunSettings("tiny", "shapes_gray", 1, 50, 3e-3, seed=7)
     batches, step_keys = train.epoch_batches(tiny_recipe(batches=shuffled_batches), 230, settings, epoch=2)
     again, _ = train.epoch_batches(tiny_recipe(batches=shuffled_batches), 230, settings, epoch=2)
     assert len(batches) == len(step_keys) == 4 and all(len(batch) == 50 for batch in batches)
@@ -137,7 +136,7 @@ def test_train_epoch_runs_the_same_steps_as_a_plain_loop(monkeypatch):
     """The chunked epoch (`steps_program`: several steps per call, the last chunk padded) and the
     one-step-per-call path taken with callbacks both equal `train_step` called once per batch."""
     recipe = tiny_recipe(augment=jitter, batches=shuffled_batches)
-    settings = train.RunSettings("tiny", "shapes_gray", 2, 25, 3e-3, seed=5)
+    settings = runs.RunSettings("tiny", "shapes_gray", 2, 25, 3e-3, seed=5)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (210, 28, 28, 1), dtype=np.uint8)  # 8 steps of 25 a epoch
     labels = rng.integers(0, 10, 210).astype(np.int32)
@@ -167,51 +166,10 @@ def test_train_epoch_runs_the_same_steps_as_a_plain_loop(monkeypatch):
             np.testing.assert_allclose(callbacks[0].losses, plain_losses, rtol=1e-5)
 
 
-def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
-    recipe = tiny_recipe(augment=jitter, batches=shuffled_batches)
-    uninterrupted = train.fit(recipe, out_dir=tmp_path / "whole", **FIT)
-
-    save = train.save_checkpoint
-
-    def save_then_die_after_epoch_2(path, model, optimizer, info):
-        save(path, model, optimizer, info)
-        if path.name == "last" and info["epoch"] == 2:
-            raise KeyboardInterrupt  # the run is killed right after its second epoch
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train.fit(recipe, out_dir=tmp_path / "killed", **FIT)
-    monkeypatch.setattr(train, "save_checkpoint", save)
-    resumed = train.fit(recipe, out_dir=tmp_path / "killed", resume=True, **FIT)
-    assert measured(resumed) == measured(uninterrupted)
-    assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["history"] == resumed
-
-
-def test_resume_refuses_other_settings(tmp_path):
-    train.fit(tiny_recipe(epochs=1), out_dir=tmp_path, **FIT)
-    with pytest.raises(train.SettingsError, match="Cannot resume"):
-        train.fit(tiny_recipe(epochs=1), out_dir=tmp_path, resume=True, learning_rate=0.5, **FIT)
-
-
-def test_restore_checkpoint_gives_the_saved_model(tmp_path):
-    train.fit(tiny_recipe(epochs=1), out_dir=tmp_path, **FIT)
-    model = TinyCNN(nnx.Rngs(99))
-    info = train.restore_checkpoint(tmp_path / "checkpoint" / "last", model)
-    assert info["epoch"] == 1
-    model.eval()
-    images = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
-    again = TinyCNN(nnx.Rngs(5))
-    train.restore_checkpoint(tmp_path / "checkpoint" / "last", again)
-    again.eval()
-    np.testing.assert_array_equal(model(images), again(images))
-    with pytest.raises(FileNotFoundError, match="not a checkpoint written by `course train`"):
-        train.restore_checkpoint(tmp_path, model)
-
-
 def test_settings_errors_name_the_problem():
-    with pytest.raises(train.SettingsError, match="does not train on 'mnist'.*shapes_gray"):
+    with pytest.raises(runs.SettingsError, match="does not train on 'mnist'.*shapes_gray"):
         train.fit(tiny_recipe(), dataset="mnist", **FIT)
-    with pytest.raises(train.SettingsError, match="fewer than one batch"):
+    with pytest.raises(runs.SettingsError, match="fewer than one batch"):
         train.fit(tiny_recipe(), batch_size=5000, **FIT)
 
 
@@ -223,87 +181,8 @@ def test_schedules():
     assert train.learning_rate_schedule(tiny_recipe(schedule="constant"), 0.3, 100, 10) == 0.3
 
 
-EIGHT_DEVICES = textwrap.dedent("""
-    import jax, numpy as np, optax
-    from flax import nnx
-    from course import steps, train
-    from tests.test_train import TinyCNN
-    assert jax.local_device_count() == 8, jax.devices()
-    images = np.random.default_rng(0).normal(size=(32, 28, 28, 1)).astype(np.float32)
-    labels = (np.arange(32) % 10).astype(np.int32)
-    train_step = steps.make_train_step(steps.softmax_cross_entropy)
-    results = []
-    for mesh in (None, train.data_mesh(jax.local_devices())):
-        model = TinyCNN(nnx.Rngs(0))
-        optimizer = nnx.Optimizer(model, optax.sgd(0.1, momentum=0.9), wrt=nnx.Param)
-        nnx.update((model, optimizer), train.replicate(mesh, nnx.state((model, optimizer))))
-        batch_images, batch_labels = train.shard_batch(mesh, images), train.shard_batch(mesh, labels)
-        if mesh is not None:
-            assert len(batch_images.sharding.device_set) == 8
-        for _ in range(2):
-            metrics = train_step(model, optimizer, batch_images, batch_labels)
-        results.append((float(metrics["loss"]), jax.device_get(nnx.state(model, nnx.Param))))
-    (single_loss, single), (sharded_loss, sharded) = results
-    np.testing.assert_allclose(sharded_loss, single_loss, rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), sharded, single)
-    from tests.test_train import tiny_recipe
-    recipe, settings = tiny_recipe(), train.RunSettings("tiny", "shapes_gray", 1, 16, 3e-3, 0)
-    epochs = []
-    for mesh in (None, train.data_mesh(jax.local_devices())):  # an epoch of chunked steps, split over 8
-        model, optimizer = train.build(recipe, settings, steps_per_epoch=4)
-        nnx.update((model, optimizer), train.replicate(mesh, nnx.state((model, optimizer))))
-        uint8_images = (np.arange(64 * 28 * 28) % 256).astype(np.uint8).reshape(64, 28, 28, 1)
-        record = train.train_epoch(recipe, model, optimizer, uint8_images, (np.arange(64) % 10).astype(np.int32),
-                                   settings, 0, mesh=mesh, progress=False)
-        epochs.append((record["train_loss"], jax.device_get(nnx.state(model, nnx.Param))))
-    np.testing.assert_allclose(epochs[1][0], epochs[0][0], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), epochs[1][1], epochs[0][1])
-    print("EIGHT DEVICES MATCH", single_loss)
-""")
-
-
-def test_data_parallel_step_on_eight_devices_matches_one_device():
-    assert "EIGHT DEVICES MATCH" in run_on_eight_cpu_devices(EIGHT_DEVICES)
-
-
-EVERY_MODEL = textwrap.dedent("""
-    import jax, numpy as np
-    from flax import nnx
-    from course import data, registry, train
-    devices = jax.local_devices()
-    assert train.data_mesh() is None, "host CPU devices are not split over by default"
-    for name, recipe in registry.recipes().items():
-        height, width, channels, _ = data.IMAGE_DATASETS[recipe.dataset]
-        raw = np.random.default_rng(0).integers(0, 256, (16, height, width, channels), dtype=np.uint8)
-        images, labels = np.asarray(recipe.prepare(raw)), (np.arange(16) % 10).astype(np.int32)
-        settings = train.RunSettings(name, recipe.dataset, 1, 16, recipe.learning_rate, 0, None)
-        results = []
-        for mesh in (None, train.data_mesh(devices)):
-            model, optimizer = train.build(recipe, settings, steps_per_epoch=10)
-            nnx.update((model, optimizer), train.replicate(mesh, nnx.state((model, optimizer))))
-            model.train()
-            for _ in range(2):
-                metrics = recipe.train_step(model, optimizer, train.shard_batch(mesh, images),
-                                            train.shard_batch(mesh, labels))
-            results.append((float(metrics["loss"]), jax.device_get(nnx.state(model, nnx.Param))))
-        (single_loss, single), (split_loss, split) = results
-        np.testing.assert_allclose(split_loss, single_loss, rtol=1e-4)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), split, single)
-        print(name, "MATCHES ON", len(devices), "DEVICES", flush=True)
-""")
-
-
-@pytest.mark.parametrize("count", [2, 8])
-def test_every_models_train_step_on_several_cpu_devices_matches_one_device(count):
-    """No model's step blocks on 2 or 8 host devices, and each equals the one-device step; `course
-    train` itself never splits over host CPU devices (`data_mesh()` is None)."""
-    output = run_on_cpu_devices(EVERY_MODEL, count, timeout=600)
-    for name in ("mlp", "simple_cnn", "lenet5", "lenet5_relu", "alexnet"):
-        assert f"{name} MATCHES ON {count} DEVICES" in output, output
-
-
 # ---------------------------------------------------------------------------------------------
-# The validation split chooses the best checkpoint; resume extends; broken checkpoints (issue 26)
+# The validation split chooses the best checkpoint (issue 26)
 
 
 def test_every_recipe_holds_out_a_validation_split_with_a_fixed_seed(monkeypatch):
@@ -311,9 +190,9 @@ def test_every_recipe_holds_out_a_validation_split_with_a_fixed_seed(monkeypatch
     assert dataclasses.replace(default, validation_fraction=Recipe.validation_fraction).validation_fraction == 0.1
     with pytest.raises(ValueError, match="never on the test split"):
         tiny_recipe(validation_fraction=0.0)
-    kept, held_out = data.validation_split(1000, 0.1)
+    kept, held_out = batching.validation_split(1000, 0.1)
     assert len(held_out) == 100 and not set(kept) & set(held_out) and len(kept) + len(held_out) == 1000
-    assert len(data.validation_split(5, 0.1)[1]) == 1  # never empty
+    assert len(batching.validation_split(5, 0.1)[1]) == 1  # never empty
     validated = {}
 
     def record_validation(recipe, model, images, labels, mesh=None, batch_size=500):
@@ -323,10 +202,10 @@ def test_every_recipe_holds_out_a_validation_split_with_a_fixed_seed(monkeypatch
 
     monkeypatch.setattr(train, "evaluate", record_validation)
     for seed in (1, 2):  # runs of any seed choose their best checkpoint on the same images
-        settings = train.RunSettings("tiny", "shapes_gray", 1, 30, 3e-3, seed=seed)
+        settings = runs.RunSettings("tiny", "shapes_gray", 1, 30, 3e-3, seed=seed)
         train.train_on_arrays(tiny_recipe(), settings, small_arrays(100, 0), small_arrays(37, 1), progress=False)
     np.testing.assert_array_equal(validated[1], validated[2])
-    np.testing.assert_array_equal(validated[1], small_arrays(100, 0)[0][data.validation_split(100, 0.2)[1]])
+    np.testing.assert_array_equal(validated[1], small_arrays(100, 0)[0][batching.validation_split(100, 0.2)[1]])
 
 
 def small_arrays(count: int, seed: int):
@@ -347,87 +226,13 @@ def test_the_best_checkpoint_is_chosen_on_validation_never_on_test(tmp_path, mon
         return {"loss": 1.0, "accuracy": 0.25 * epoch if split == "validation" else 1.0 - 0.25 * epoch}
 
     monkeypatch.setattr(train, "evaluate", scripted_evaluate)
-    settings = train.RunSettings("tiny", "shapes_gray", 3, 33, 3e-3, seed=0)
+    settings = runs.RunSettings("tiny", "shapes_gray", 3, 33, 3e-3, seed=0)
     _, history = train.train_on_arrays(tiny_recipe(), settings, train_data, test_data, out_dir=tmp_path)
     assert evaluated == ["validation", "test"] * 3
     best = json.loads((tmp_path / "checkpoint" / "best" / "info.json").read_text())
-    assert best["epoch"] == 3 and train.best_record(history)["epoch"] == 3
+    assert best["epoch"] == 3 and runs.best_record(history)["epoch"] == 3
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["best_checkpoint"] == {"chosen_on": "validation_accuracy", "epoch": 3, "validation_accuracy": 0.75}
     assert metrics["validation"]["examples"] == 22 and "not used for selection" in metrics["test"]
     line = capsys.readouterr().out.splitlines()[-1]
     assert "val loss 1.0000, acc 75.00%" in line and "test (not used for selection) loss 1.0000, acc 25.00%" in line
-
-
-def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
-    recipe = tiny_recipe(epochs=1)
-    small = {**FIT, "max_train_examples": 400}
-    finished = train.fit(recipe, out_dir=tmp_path, **small)
-    extended = train.fit(recipe, out_dir=tmp_path, resume=True, epochs=2, **small)
-    assert [record["epoch"] for record in extended] == [1, 2]
-    assert measured(extended[:1]) == measured(finished)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["settings"]["epochs"] == 2 and len(metrics["history"]) == 2
-    assert metrics["extensions"] == [{"after_epoch": 1, "from_epochs": 1, "to_epochs": 2}]
-    assert json.loads((tmp_path / "checkpoint" / "last" / "info.json").read_text())["epoch"] == 2
-    with pytest.raises(train.SettingsError, match="it has trained 2 already; pass --epochs 3 or more"):
-        train.fit(recipe, out_dir=tmp_path, resume=True, epochs=1, **small)
-    assert measured(train.fit(recipe, out_dir=tmp_path, resume=True, epochs=2, **small)) == measured(extended)
-
-
-@pytest.fixture(scope="module")
-def mlp_run(tmp_path_factory):
-    """A one-epoch `course train mlp` run folder on shapes_gray, written once for the tests below."""
-    from course.cli import main
-
-    out = tmp_path_factory.mktemp("mlp") / "run"
-    assert main(["train", "mlp", "--dataset", "shapes_gray", "--epochs", "1", "--batch-size", "50",
-                 "--max-train-examples", "300", "--out", str(out), "--quiet"]) == 0
-    return out
-
-
-def largest_file(folder):
-    return max((path for path in folder.rglob("*") if path.is_file()), key=lambda path: path.stat().st_size)
-
-
-BROKEN = {
-    # name: (the broken file in a checkpoint folder, how it is broken, what the error line says)
-    "info not JSON": (lambda folder: folder / "info.json", lambda path: path.write_text('{"settings": {'),
-                      "info.json: corrupt, not valid JSON"),
-    "info not text": (lambda folder: folder / "info.json", lambda path: path.write_bytes(b"\xff\xfe\x00garbage"),
-                      "info.json: corrupt, not text"),
-    "history not numbers": (lambda folder: folder / "info.json",
-                            lambda path: path.write_text(path.read_text().replace('"train_loss": ', '"train_loss": "x", "_": ', 1)),
-                            "history entry 1: train_loss is 'x', not a number"),
-    "array data garbage": (lambda folder: largest_file(folder / "model" / "ocdbt.process_0"),
-                           lambda path: path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size)),
-                           "the array data of "),
-    "array metadata cut": (lambda folder: folder / "model" / "_METADATA",
-                           lambda path: path.write_text(path.read_text()[:40]), "_METADATA: corrupt (not JSON)"),
-}
-
-
-@pytest.mark.parametrize("broken", BROKEN, ids=list(BROKEN))
-def test_a_broken_checkpoint_file_gives_one_line_naming_it(mlp_run, tmp_path, capsys, broken):
-    """`course eval` (reads checkpoint/best) and `course train --resume` (reads checkpoint/last)."""
-    import shutil
-
-    from course.cli import main
-
-    which_file, break_it, expected = BROKEN[broken]
-    run = tmp_path / "run"
-    shutil.copytree(mlp_run, run)
-    files = [which_file(run / "checkpoint" / name) for name in ("best", "last")]
-    for path in files:
-        break_it(path)
-    capsys.readouterr()
-    commands = {"eval": ["eval", str(run)],
-                "train": ["train", "mlp", "--dataset", "shapes_gray", "--epochs", "2", "--batch-size", "50",
-                          "--max-train-examples", "300", "--out", str(run), "--resume", "--quiet"]}
-    for (command, argv), path in zip(commands.items(), files):
-        # orbax names no file of its array database, only its folder (model/) and the array
-        named = path.parents[2] if broken == "array data garbage" else path
-        assert main(argv) == 2, command
-        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"course {command}: error:")]
-        assert len(errors) == 1 and f"{named}:" in errors[0] and expected in errors[0], (command, errors)
-        assert "Traceback" not in errors[0]

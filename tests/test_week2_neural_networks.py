@@ -1,7 +1,6 @@
 """Tests of week 2: the perceptron against the original's Python loop, hand backprop against jax.grad
-and a float64 per-record loop, softmax and cross-entropy against numpy and optax, and the MLP."""
-
-import os
+and a float64 per-record loop, softmax and cross-entropy against numpy and optax, the MLP and its train
+and eval steps, the MLP recipe against the original course, and the admissions experiment on real data."""
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from course.recipe import Recipe
+from course import data, layers
 from solutions import week2_neural_networks as week2
 
 # ---------------------------------------------------------------------------------------------
@@ -279,18 +278,26 @@ def test_train_step_lowers_the_loss_on_a_small_batch():
     assert float(after["accuracy"]) > float(before["accuracy"])
 
 
-def test_mlp_recipe():
+# The original course (ORIGINAL_COURSE.md, weeks 2-3): fully connected networks on MNIST, 784-256-128-64-10
+# with ReLU, and a Fashion-MNIST classifier with dropout.
+ORIGINAL_MLP_KERNELS = [(784, 256), (256, 128), (128, 64), (64, 10)]
+
+
+def test_mlp_recipe_trains_the_original_courses_mlp_on_standardised_mnist(real_data_dir):
+    """The recipe's model is the original's 784-256-128-64-10 MLP with dropout, trained on MNIST (and
+    Fashion-MNIST); its `prepare` standardises MNIST: the training pixels come out with mean 0, std 1."""
     recipe = week2.RECIPES["mlp"]
-    assert isinstance(recipe, Recipe)
-    assert recipe.dataset == "mnist" and {"mnist", "fashion_mnist", "shapes_gray"} <= set(recipe.datasets)
-    model = recipe.model(nnx.Rngs(0))
-    assert isinstance(model, week2.MLP)
-    prepared = jax.jit(recipe.prepare)(jnp.array([0, 255], jnp.uint8).reshape(1, 1, 2, 1))
-    assert prepared.dtype == jnp.float32
-    np.testing.assert_allclose(prepared.ravel(), [-0.1307 / 0.3081, (1 - 0.1307) / 0.3081], rtol=1e-6)
+    assert recipe.dataset == "mnist" and "fashion_mnist" in recipe.datasets
+    model = nnx.eval_shape(lambda: recipe.model(nnx.Rngs(0)))
+    found = [layer for _, layer in layers.sublayers(model)]
+    assert [layer.kernel.shape for layer in found if isinstance(layer, nnx.Linear)] == ORIGINAL_MLP_KERNELS
+    assert any(isinstance(layer, nnx.Dropout) and 0 < layer.rate < 1 for layer in found)
+    images, _ = data.load("mnist", "train", data_dir=real_data_dir)
+    prepared = np.asarray(jax.jit(recipe.prepare)(images[:20_000]), np.float64)
+    assert prepared.shape == (20_000, 28, 28, 1)
+    assert abs(prepared.mean()) < 0.01 and abs(prepared.std() - 1) < 0.01
 
 
-@pytest.mark.skipif(not os.environ.get("COURSE_DATA_DIR"), reason="needs $COURSE_DATA_DIR with the admissions table")
-def test_admissions_experiment_runs():
-    result = week2.admissions_experiment()
+def test_admissions_experiment_runs(real_data_dir):
+    result = week2.admissions_experiment(real_data_dir)
     assert result["test_accuracy"] >= 0.7 and result["train_accuracy"] >= 0.65

@@ -1,4 +1,5 @@
-"""Tests of week 3: from-scratch convolution and pooling against JAX/Flax, Sobel, the four filters."""
+"""Tests of week 3: from-scratch convolution and pooling against JAX/Flax (values, gradients, hand-computed
+cases, bad input), Sobel on an edge, the original course's four filters, and the feature maps they give."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,5 @@
-"""Tests of week 5: padding, +1/-1 targets and losses, both LeNet-5 variants against plain lax ops."""
+"""Tests of week 5: padding, +1/-1 targets and losses, both LeNet-5 variants against plain lax ops, their
+steps, and both recipes against the original course (its input, size and losses)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from course import data
 from solutions.week5_lenet import (
     RECIPES,
     LeNet5,
@@ -218,10 +220,44 @@ def test_eval_step_uses_mse_and_argmax_accuracy():
     np.testing.assert_allclose(metrics["accuracy"], np.mean(np.argmax(outputs, 1) == np.asarray(labels)))
 
 
-@pytest.mark.parametrize("name, model_class", [("lenet5", LeNet5), ("lenet5_relu", LeNet5ReLU)])
-def test_recipes(name, model_class):
+# The original course (ORIGINAL_COURSE.md, "LeNet-5 on MNIST"): 28x28 digits padded by 2 to 32x32 and
+# scaled to [0, 1]; 61,706 parameters; the tanh model trained with MSE against +1/-1 targets (+1 for the
+# true digit); the ReLU variant with a softmax output and the NLL loss.
+ORIGINAL = dict(dataset="mnist", padding=2, parameters=61_706)
+
+
+def original_loss(name, outputs, labels):
+    """The original's loss in float64: MSE against +1/-1 targets, or the NLL of log-probabilities."""
+    outputs = np.asarray(outputs, np.float64)
+    if name == "lenet5":
+        targets = np.where(np.arange(outputs.shape[1]) == np.asarray(labels)[:, None], 1.0, -1.0)
+        return np.mean((outputs - targets) ** 2)
+    return -np.mean(outputs[np.arange(len(outputs)), labels])
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_relu"])
+def test_recipes_train_the_original_courses_models_with_its_losses(name):
+    """Each recipe pads and scales MNIST as the original did, builds a model of the original's size,
+    and both its steps compute the original's loss of that model's outputs (the train step's loss is
+    that of the batch before its update)."""
     recipe = RECIPES[name]
-    assert recipe.dataset == "mnist"
-    assert set(recipe.datasets) == {"mnist", "fashion_mnist", "shapes_gray"}
-    assert isinstance(recipe.model(nnx.Rngs(0)), model_class)
-    assert recipe.prepare(jnp.zeros((2, 28, 28, 1), jnp.uint8)).shape == (2, 32, 32, 1)
+    assert recipe.dataset == ORIGINAL["dataset"]
+    height, width, channels, classes = data.IMAGE_DATASETS[recipe.dataset]
+    images = np.random.default_rng(9).integers(0, 256, (6, height, width, channels), dtype=np.uint8)
+    prepared = jax.jit(recipe.prepare)(jnp.asarray(images))
+    pad = ORIGINAL["padding"]
+    np.testing.assert_allclose(prepared, np.pad(images / 255, ((0, 0), (pad, pad), (pad, pad), (0, 0))), atol=1e-6)
+    model = recipe.model(nnx.Rngs(0))
+    assert parameter_count(model) == ORIGINAL["parameters"]
+    labels = jnp.array([0, 3, 9, 3, 1, 7])
+    outputs = model(prepared)
+    assert outputs.shape == (6, len(classes))
+    if name == "lenet5":
+        assert np.all(np.abs(outputs) < 1)  # a tanh output, as the +1/-1 targets need
+    else:
+        np.testing.assert_allclose(jax.nn.logsumexp(outputs, axis=1), 0.0, atol=1e-5)  # log-probabilities
+    expected = original_loss(name, outputs, labels)
+    np.testing.assert_allclose(recipe.eval_step(model, prepared, labels)["loss"], expected, rtol=1e-5)
+    optimizer = nnx.Optimizer(model, recipe.optimizer(recipe.learning_rate), wrt=nnx.Param)
+    np.testing.assert_allclose(recipe.train_step(model, optimizer, prepared, labels)["loss"], expected, rtol=1e-5)
+    assert original_loss(name, model(prepared), labels) < expected  # and the step lowered it

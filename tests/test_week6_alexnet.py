@@ -1,4 +1,5 @@
-"""Tests of week 6: AlexNet's size at 227x227 (shapes only), its forward pass at small sizes, steps, recipe."""
+"""Tests of week 6: AlexNet's size at 227x227 (shapes only), its forward pass at small sizes, the steps, the
+resize and augmentation, the data-parallel step on eight CPU devices, and the recipe against the original course."""
 
 import textwrap
 
@@ -9,6 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
+from course import data
 from solutions.week6_alexnet import (
     RECIPES,
     AlexNet,
@@ -230,11 +232,28 @@ def test_data_parallel_step_on_eight_devices_equals_the_one_device_step():
     assert "EIGHT DEVICES MATCH" in run_on_eight_cpu_devices(EIGHT_DEVICES)
 
 
-def test_recipe():
+# The original course (ORIGINAL_COURSE.md, "AlexNet on CIFAR-10"): images resized to 227x227 and normalised
+# with mean 0.5, std 0.5; 43,553,542 parameters; CIFAR-10's ten classes; 20% validation split.
+ORIGINAL = dict(dataset="cifar10", size=227, mean=0.5, std=0.5, parameters=FULL_SIZE_PARAMETERS,
+                validation_fraction=0.2)
+
+
+def test_recipe_trains_the_original_courses_alexnet_on_its_inputs():
+    """Shapes only at 227x227 (jax.eval_shape), values on constant images, one level per channel: the
+    normalisation is per channel and the bilinear resize keeps a constant."""
     recipe = RECIPES["alexnet"]
-    assert recipe.dataset == "cifar10"
-    assert set(recipe.datasets) == {"cifar10", "shapes_rgb"}
-    assert recipe.augment is not None
-    assert parameter_count(nnx.eval_shape(lambda: recipe.model(nnx.Rngs(0)))) == FULL_SIZE_PARAMETERS
-    prepared = jax.eval_shape(recipe.prepare, jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.uint8))
-    assert prepared.shape == (2, 227, 227, 3) and prepared.dtype == jnp.float32
+    assert recipe.dataset == ORIGINAL["dataset"]
+    height, width, channels, classes = data.IMAGE_DATASETS[recipe.dataset]
+    levels = np.array([[0, 51, 255], [200, 128, 7]], np.uint8)
+    images = np.broadcast_to(levels[:, None, None, :], (2, height, width, channels))
+    prepared = jax.jit(recipe.prepare)(jnp.asarray(images))
+    size = ORIGINAL["size"]
+    assert prepared.shape == (2, size, size, channels) and prepared.dtype == jnp.float32
+    expected = (levels / 255 - ORIGINAL["mean"]) / ORIGINAL["std"]
+    np.testing.assert_allclose(prepared, np.broadcast_to(expected[:, None, None, :], prepared.shape), atol=1e-5)
+    model = nnx.eval_shape(lambda: recipe.model(nnx.Rngs(0)))
+    assert parameter_count(model) == ORIGINAL["parameters"]
+    graphdef, state = nnx.split(model)
+    outputs = jax.eval_shape(lambda state, x: nnx.merge(graphdef, state)(x), state, prepared)
+    assert outputs.shape == (2, len(classes))
+    assert recipe.validation_fraction == ORIGINAL["validation_fraction"]

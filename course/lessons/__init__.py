@@ -229,12 +229,12 @@ def fit_model(recipe, train_data, test_data, *, epochs: int, dataset: str, model
     """
     with warnings.catch_warnings():  # tqdm's "IProgress not found" in notebooks: no progress bars here
         warnings.simplefilter("ignore")
-        from course import train
+        from course import runs, train
 
-    settings = train.RunSettings(model_name, dataset, epochs, batch_size or recipe.batch_size,
+    settings = runs.RunSettings(model_name, dataset, epochs, batch_size or recipe.batch_size,
                               learning_rate or recipe.learning_rate, seed)
     model, history = train.train_on_arrays(recipe, settings, train_data, test_data, progress=False)
     for record in history:
-        print(train.format_record(record), flush=True)
+        print(runs.format_record(record), flush=True)
     model.eval()
     return model, history

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course import lessons, viz
+from course import lessons, viz_training
 
 week = lessons.load_week("week1_regression")
 
@@ -96,7 +96,7 @@ for step in range(60):
 print(f"after 60 steps: w = {float(params[0][0]):.3f}, b = {float(params[1]):.3f}, loss {float(loss_of(params)):.4f}")
 
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-viz.plot_curve(left, losses, "mean squared error", "step")
+viz_training.plot_curve(left, losses, "mean squared error", "step")
 left.axhline(closed_loss, color="gray", linestyle=":", label="closed form")
 grid = np.linspace(-1, 1, 2)
 right.scatter(x[:, 0], y, s=10, color="gray")

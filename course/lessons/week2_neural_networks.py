@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from course import data, lessons, viz
+from course import batching, data, lessons, viz_predictions, viz_training
 
 week = lessons.load_week("week2_neural_networks")
 
@@ -113,7 +113,7 @@ _, test_output = week.two_layer_forward(params, admissions_test)
 print(f"test accuracy {float(jnp.mean((test_output > 0.5) == jnp.asarray(admit_test))):.1%}"
       f" (always predicting 'not admitted': {1 - float(np.mean(admit_test)):.1%})")
 figure, axis = plt.subplots(figsize=(6, 3.5), layout="constrained")
-viz.plot_curve(axis, losses, "two-layer network: half mean squared error", "step", np.arange(40) * 50)
+viz_training.plot_curve(axis, losses, "two-layer network: half mean squared error", "step", np.arange(40) * 50)
 lessons.show(figure)
 
 # %% [markdown]
@@ -307,7 +307,7 @@ optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
 history = []
 for epoch in range(epochs):
     model.train()
-    batches = data.batch_indices(len(train_labels), 128, seed=0, epoch=epoch, drop_last=True)
+    batches = batching.batch_indices(len(train_labels), 128, seed=0, epoch=epoch, drop_last=True)
     for indices in batches:
         metrics = recipe.train_step(model, optimizer, week.prepare(train_images[indices]), jnp.asarray(train_labels[indices]))
     model.eval()
@@ -315,13 +315,13 @@ for epoch in range(epochs):
     history.append({"epoch": epoch + 1, "train_loss": float(metrics["loss"]), "train_accuracy": float(metrics["accuracy"]),
                     "test_loss": float(test_metrics["loss"]), "test_accuracy": float(test_metrics["accuracy"])})
     print(f"epoch {epoch + 1}: last batch loss {history[-1]['train_loss']:.3f}, test accuracy {history[-1]['test_accuracy']:.2%}")
-lessons.show(viz.plot_history(history))
+lessons.show(viz_training.plot_history(history))
 
 # %%
-outputs, predictions = viz.predict(model, week.prepare, test_images)
+outputs, predictions = viz_predictions.predict(model, week.prepare, test_images)
 names = data.class_names(dataset)
-lessons.show(viz.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
-lessons.show(viz.plot_confusion(viz.confusion_matrix(test_labels, predictions, len(names)), names))
+lessons.show(viz_predictions.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
+lessons.show(viz_predictions.plot_confusion(viz_predictions.confusion_matrix(test_labels, predictions, len(names)), names))
 
 # %% [markdown]
 # ## Your turn

@@ -29,7 +29,7 @@ import matplotlib.cbook
 import matplotlib.pyplot as plt
 import numpy as np
 
-from course import lessons, viz
+from course import lessons, viz_filters
 
 week = lessons.load_week("week3_convolutions")
 
@@ -138,7 +138,7 @@ gray = jnp.asarray(photo[::3, ::3].mean(axis=-1) / 255.0, jnp.float32)  # every 
 print("photo:", photo.shape, "-> grayscale", gray.shape)
 
 sobel_x, sobel_y = week.sobel_kernels()
-lessons.show(viz.plot_kernels([sobel_x, sobel_y], ["sobel_x", "sobel_y"]))
+lessons.show(viz_filters.plot_kernels([sobel_x, sobel_y], ["sobel_x", "sobel_y"]))
 
 # %% [markdown]
 # `feature_maps` (Task 3.5) runs one image through a bias-free convolution with several kernels,
@@ -148,7 +148,7 @@ lessons.show(viz.plot_kernels([sobel_x, sobel_y], ["sobel_x", "sobel_y"]))
 # %%
 sobel_maps = week.feature_maps(gray, jnp.stack([sobel_x, sobel_y]))
 print({stage: maps.shape for stage, maps in sobel_maps.items()})
-lessons.show(viz.plot_feature_maps(np.asarray(gray), sobel_maps, title="Sobel x and y"))
+lessons.show(viz_filters.plot_feature_maps(np.asarray(gray), sobel_maps, title="Sobel x and y"))
 
 # %% [markdown]
 # ## 4. The original course's four 4x4 filters
@@ -159,14 +159,14 @@ lessons.show(viz.plot_feature_maps(np.asarray(gray), sobel_maps, title="Sobel x 
 
 # %%
 filters = week.four_filters()
-lessons.show(viz.plot_kernels(list(filters), [f"f{index}" for index in range(1, 5)]))
+lessons.show(viz_filters.plot_kernels(list(filters), [f"f{index}" for index in range(1, 5)]))
 
 # %%
 maps = week.feature_maps(gray, filters)
 height, width = gray.shape
 print(f"image {height}x{width}: conv maps {maps['conv'].shape[1:]} = ({height} - 3, {width} - 3), "
       f"pooled {maps['pooled'].shape[1:]}")
-lessons.show(viz.plot_feature_maps(np.asarray(gray), maps, title="four 4x4 filters"))
+lessons.show(viz_filters.plot_feature_maps(np.asarray(gray), maps, title="four 4x4 filters"))
 
 # %% [markdown]
 # ## Your turn

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 
-from course import data, lessons, viz
+from course import data, lessons, viz, viz_filters, viz_layers, viz_predictions, viz_training
 
 week = lessons.load_week("week4_simple_cnn")
 
@@ -95,7 +95,7 @@ model = week.SimpleCNN(rngs=nnx.Rngs(0))
 count = sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
 print(f"SimpleCNN parameters: {count:,}")
 print("logits shape:", model(jnp.zeros((4, 32, 32, 3))).shape)
-for name, value in viz.layer_outputs(model, jnp.zeros((1, 32, 32, 3))).items():
+for name, value in viz_layers.layer_outputs(model, jnp.zeros((1, 32, 32, 3))).items():
     print(f"  {name:8s} output {tuple(value.shape)}")
 
 # %% [markdown]
@@ -208,7 +208,7 @@ recipe = week.RECIPES["simple_cnn"]
 epochs = 16 if lessons.full_data() else 4
 model, history = lessons.fit_model(recipe, train_data, test_data, epochs=epochs, dataset=dataset, model_name="simple_cnn",
                                    batch_size=None if lessons.full_data() else 64)
-lessons.show(viz.plot_history(history))
+lessons.show(viz_training.plot_history(history))
 
 # %% [markdown]
 # ## 5. What the trained network does
@@ -218,21 +218,21 @@ lessons.show(viz.plot_history(history))
 
 # %%
 test_images, test_labels = test_data
-outputs, predictions = viz.predict(model, recipe.prepare, test_images)
-lessons.show(viz.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
-matrix = viz.confusion_matrix(test_labels, predictions, len(names))
-lessons.show(viz.plot_confusion(matrix, names))
-lessons.show(viz.plot_class_accuracy(viz.per_class_accuracy(matrix), names, overall=float(np.mean(predictions == test_labels))))
+outputs, predictions = viz_predictions.predict(model, recipe.prepare, test_images)
+lessons.show(viz_predictions.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
+matrix = viz_predictions.confusion_matrix(test_labels, predictions, len(names))
+lessons.show(viz_predictions.plot_confusion(matrix, names))
+lessons.show(viz_predictions.plot_class_accuracy(viz_predictions.per_class_accuracy(matrix), names, overall=float(np.mean(predictions == test_labels))))
 
 # %% [markdown]
 # The first layer's 16 learned 3x3x3 kernels, shown in colour, and what conv1 computes for one
 # test image: its output, after ReLU, and after pooling, filter by filter.
 
 # %%
-_, kernels = viz.first_conv_kernels(model)
-lessons.show(viz.plot_learned_filters(kernels, "conv1"))
+_, kernels = viz_filters.first_conv_kernels(model)
+lessons.show(viz_filters.plot_learned_filters(kernels, "conv1"))
 inputs = recipe.prepare(jnp.asarray(test_images[:1]))
-lessons.show(viz.plot_feature_maps(test_images[0], viz.layer_feature_maps(model, inputs, "conv1"), title="conv1", max_filters=8))
+lessons.show(viz_filters.plot_feature_maps(test_images[0], viz_filters.layer_feature_maps(model, inputs, "conv1"), title="conv1", max_filters=8))
 
 # %% [markdown]
 # ## Your turn

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from course import data, lessons, viz
+from course import batching, data, lessons, viz_filters, viz_layers, viz_predictions, viz_training
 
 week = lessons.load_week("week5_lenet")
 
@@ -100,7 +100,7 @@ print("a digit padded:", train_data[0].shape[1:], "->", padded.shape[1:])
 model = week.LeNet5(rngs=nnx.Rngs(0))
 count = sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
 print(f"LeNet5 parameters: {count:,} (expected 61,706)")
-for name, value in viz.layer_outputs(model, jnp.zeros((1, 32, 32, 1))).items():
+for name, value in viz_layers.layer_outputs(model, jnp.zeros((1, 32, 32, 1))).items():
     print(f"  {name:7s} output {tuple(value.shape)}")
 
 # %% [markdown]
@@ -121,7 +121,7 @@ optimizer = nnx.Optimizer(model, recipe.optimizer(schedule), wrt=nnx.Param)
 model.train()
 step_metrics = []
 for epoch in range(epochs):
-    for indices in data.batch_indices(len(train_labels), batch_size, seed=0, epoch=epoch, drop_last=True):
+    for indices in batching.batch_indices(len(train_labels), batch_size, seed=0, epoch=epoch, drop_last=True):
         batch = recipe.prepare(jnp.asarray(train_images[indices]))
         step_metrics.append(recipe.train_step(model, optimizer, batch, jnp.asarray(train_labels[indices])))
 step_metrics = jax.device_get(step_metrics)
@@ -129,18 +129,18 @@ losses = [float(metrics["loss"]) for metrics in step_metrics]
 errors = [1 - float(metrics["accuracy"]) for metrics in step_metrics]
 model.eval()
 test_images, test_labels = test_data
-_, predictions = viz.predict(model, recipe.prepare, test_images)
+_, predictions = viz_predictions.predict(model, recipe.prepare, test_images)
 print(f"{len(losses)} steps; test accuracy {np.mean(predictions == test_labels):.2%}")
-lessons.show(viz.plot_dashboard(losses, errors, model, recipe.prepare(jnp.asarray(test_images[:64])), test_labels[:64],
-                                class_names=names, step=len(losses)))
+lessons.show(viz_training.plot_dashboard(losses, errors, model, recipe.prepare(jnp.asarray(test_images[:64])), test_labels[:64],
+                                         class_names=names, step=len(losses)))
 
 # %% [markdown]
 # What C1's six kernels compute for one test image, and the predictions on twenty test images:
 
 # %%
 inputs = recipe.prepare(jnp.asarray(test_images[:1]))
-lessons.show(viz.plot_feature_maps(np.asarray(inputs[0]), viz.layer_feature_maps(model, inputs, "c1"), title="C1"))
-lessons.show(viz.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
+lessons.show(viz_filters.plot_feature_maps(np.asarray(inputs[0]), viz_filters.layer_feature_maps(model, inputs, "c1"), title="C1"))
+lessons.show(viz_predictions.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
 
 # %% [markdown]
 # ## 4. The ReLU variant
@@ -156,7 +156,7 @@ relu_model, history = lessons.fit_model(week.RECIPES["lenet5_relu"], train_data,
                                         dataset=dataset, model_name="lenet5_relu")
 print(f"LeNet5 (tanh, MSE): {np.mean(predictions == test_labels):.2%}   "
       f"LeNet5ReLU (ReLU, NLL): {history[-1]['test_accuracy']:.2%}")
-lessons.show(viz.plot_history(history))
+lessons.show(viz_training.plot_history(history))
 
 # %% [markdown]
 # ## Your turn

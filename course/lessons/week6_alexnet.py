@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 
-from course import data, lessons, transforms, viz
+from course import data, lessons, transforms, viz, viz_filters, viz_predictions, viz_training
 
 week = lessons.load_week("week6_alexnet")
 
@@ -125,16 +125,16 @@ recipe = dataclasses.replace(
 epochs, batch_size = (3, 128) if lessons.full_data() else (4, 32)
 model, history = lessons.fit_model(recipe, train_data, test_data, epochs=epochs, dataset=dataset, model_name="alexnet",
                                    batch_size=batch_size)
-lessons.show(viz.plot_history(history))
+lessons.show(viz_training.plot_history(history))
 
 # %%
 test_images, test_labels = test_data
-_, predictions = viz.predict(model, recipe.prepare, test_images)
-lessons.show(viz.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
-matrix = viz.confusion_matrix(test_labels, predictions, len(names))
-lessons.show(viz.plot_class_accuracy(viz.per_class_accuracy(matrix), names, overall=float(np.mean(predictions == test_labels))))
-_, kernels = viz.first_conv_kernels(model)
-lessons.show(viz.plot_learned_filters(kernels, "C1"))
+_, predictions = viz_predictions.predict(model, recipe.prepare, test_images)
+lessons.show(viz_predictions.plot_predictions(test_images[:20], test_labels[:20], predictions[:20], names))
+matrix = viz_predictions.confusion_matrix(test_labels, predictions, len(names))
+lessons.show(viz_predictions.plot_class_accuracy(viz_predictions.per_class_accuracy(matrix), names, overall=float(np.mean(predictions == test_labels))))
+_, kernels = viz_filters.first_conv_kernels(model)
+lessons.show(viz_filters.plot_learned_filters(kernels, "C1"))
 
 # %% [markdown]
 # The 96 C1 kernels above learned from a few thousand small images look noisy. Trained on

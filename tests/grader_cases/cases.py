@@ -391,8 +391,8 @@ HOSTILE = [
             old="\n\nimport functools\n", correct_elsewhere=False),
     # the grader's code and evidence inside the child
     hostile("monkeypatches the grader and pytest",
-            "    import grader.checks, grader.evidence, pytest\n"
-            "    grader.checks.compare = lambda *args: (True, True, '')\n"
+            "    import grader.checks, grader.evidence, grader.judges, pytest\n"
+            "    grader.judges.compare = lambda *args: (True, True, '')\n"
             "    grader.checks.judge_check = lambda *args: None\n"
             "    pytest.approx = lambda *args, **kwargs: True\n"
             "    return bias\n"),
@@ -653,12 +653,12 @@ DELEGATING = [
                   ("    logits = model(images)\n    return {\"loss\": cross_entropy(logits, labels), \"accuracy\": accuracy(logits, labels)}\n",
                    "    return _library_eval_step(model, images, labels)\n"),
                   ("MNIST_MEAN, MNIST_STD", "_library_eval_step = make_eval_step(cross_entropy, accuracy)\nMNIST_MEAN, MNIST_STD")]),
-    dict(name="shard_batch from course.train", week=6, task="6.5", feedback="course.train.shard_batch",
+    dict(name="shard_batch from course.sharding", week=6, task="6.5", feedback="course.sharding.shard_batch",
          patches=[("    return jax.device_put(batch, NamedSharding(mesh, PartitionSpec(\"data\")))\n",
-                   "    from course import train\n\n    return train.shard_batch(mesh, batch)\n")]),
-    dict(name="replicate from course.train", week=6, task="6.6", feedback="course.train.replicate",
+                   "    from course import sharding\n\n    return sharding.shard_batch(mesh, batch)\n")]),
+    dict(name="replicate from course.sharding", week=6, task="6.6", feedback="course.sharding.replicate",
          patches=[("    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))\n",
-                   "    from course.train import replicate as library_replicate\n\n    return library_replicate(mesh, tree)\n")]),
+                   "    from course.sharding import replicate as library_replicate\n\n    return library_replicate(mesh, tree)\n")]),
 ]
 
 

@@ -63,4 +63,4 @@ done
 chmod -R o+rX "$ROOT/venv"
 
 # A last check that the grader can run here: its sandbox, and the recorded evidence of every week.
-"$ROOT/venv/bin/python" -m grader.gradescope --root "$ROOT" --check
+"$ROOT/venv/bin/python" -m grader.instructor.gradescope --root "$ROOT" --check

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN TASK (?P<id>\d+\.\d+): (?P<hint>.+?)\s*$")
 END = re.compile(r"^[ \t]*# END TASK\s*$")
 RECORD = ".published.json"  # in exercises/: what the last `publish` wrote

@@ -4,7 +4,7 @@ The copy holds the exercises (generated afresh from the solutions), the lessons,
 `grader` packages, and the *recorded reference evidence* in `reference_evidence/`: for every probe
 of every week, the inputs, the reference parameters and the reference's outputs, as `.npz` files of
 plain numbers and strings (no pickles, no code). In the copy, `course grade` reads that evidence
-instead of running the solutions (`grader.runner.default_reference_dir`), so it works offline and
+instead of running the solutions (`grader.grading.default_reference_dir`), so it works offline and
 gives exactly the score it gives with the solutions present.
 
 No solution source reaches the copy: files are copied from an allow-list, never `solutions/`,
@@ -14,8 +14,8 @@ of every task of every solution (see `find_leaks`). A release that would leak is
     course release ../deep-into-cnn-student            # all six weeks
     course release ../student --weeks 1 4 --force      # replace an existing copy
 
-In the copy, `course publish` (and `course release`) only say that there are no solutions, and
-`course train MODEL` trains the student's own model from `exercises/` (the reference models are not
+In the copy, the instructor tools (`grader/instructor/`: `course publish`, `release`, `autograder`,
+`grade-batch`) are left out, and those commands only say so; `course train MODEL` trains the student's own model from `exercises/` (the reference models are not
 included).
 """
 
@@ -33,27 +33,15 @@ from pathlib import Path
 
 from course import weeks as course_weeks
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("course", "grader")
 TOP_FILES = ("pyproject.toml", ".gitignore")
 DOCS = "docs"
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".*", "release.py", "publish.py", "autograder.py",
-                                 "autograder_files")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".*")
+INSTRUCTOR_TOOLS = Path("grader") / "instructor"  # left out of a student release: its commands need solutions/
 MIN_LINE_CHARACTERS = 12  # shorter task lines ("return x") are too common to count as a leak
 
 SOLUTION_IMPORT = re.compile(r"^\s*(from\s+solutions\b|import\s+solutions\b)", re.MULTILINE)
-
-INSTRUCTOR_ONLY = '''"""`course {name}` is an instructor command: it needs `solutions/`, which this student release of the
-course does not include."""
-
-import sys
-
-
-def main(argv: list[str] | None = None) -> int:
-    print("course {name}: this is the student release of the course: it has no solutions/ to {purpose}.",
-          file=sys.stderr)
-    return 2
-'''
 
 STUDENT_README = """# Deep Into CNN: your copy of the course
 
@@ -118,7 +106,7 @@ def task_fingerprints(solutions: Path, exercises: dict[str, str]) -> dict[str, l
     A task's distinctive lines are the code lines of its body (comments and short lines left out)
     that the week's exercise does not also hold (the exercise keeps everything outside the tasks).
     """
-    from course.publish import find_tasks
+    from grader.instructor.publish import find_tasks
 
     found = {}
     for path in sorted(solutions.glob("week*.py")):
@@ -179,12 +167,12 @@ def record_evidence(weeks: list[int], out: Path, jobs: int, hidden: bool = False
     """Copies the reference evidence of `weeks` (computed from the solutions, or cached) to `out`: the
     public checks' only (a student release), or with `hidden` the hidden checks' too, and their seed
     (an autograder zip, which students never see)."""
-    from grader import evidence, runner
+    from grader import evidence, grading, reference
 
-    settings = runner.Settings(jobs=jobs, reference_dir=None, public_only=not hidden)
+    settings = grading.Settings(jobs=jobs, reference_dir=None, public_only=not hidden)
 
     def one(week):
-        return week, runner.reference_folder(week, settings), runner.fingerprint_files(week, settings)
+        return week, reference.reference_folder(week, settings), reference.fingerprint_files(week, settings)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         folders = list(pool.map(one, weeks))
@@ -192,11 +180,11 @@ def record_evidence(weeks: list[int], out: Path, jobs: int, hidden: bool = False
                 "note": "reference evidence recorded from the solutions: inputs, reference parameters and "
                         "expected outputs; numbers and strings only"}
     for package in ("jax", "jaxlib", "flax", "optax", "numpy"):
-        manifest["versions"][package] = runner._version(package)
+        manifest["versions"][package] = reference.library_version(package)
     if hidden:
-        manifest["hidden_seed"] = runner.hidden_seed(settings)
+        manifest["hidden_seed"] = grading.hidden_seed(settings)
     for week, folder, fingerprint in folders:
-        target = out / runner.WEEKS[week]
+        target = out / grading.WEEKS[week]
         target.mkdir(parents=True)
         files = {}
         for path in sorted(folder.glob("*.npz")):
@@ -204,14 +192,18 @@ def record_evidence(weeks: list[int], out: Path, jobs: int, hidden: bool = False
             shutil.copyfile(path, target / path.name)
             files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
         shutil.copyfile(folder / "complete", target / "complete")
-        manifest["weeks"][runner.WEEKS[week]] = {"fingerprint": fingerprint, "files": files}
-    (out / runner.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest["weeks"][grading.WEEKS[week]] = {"fingerprint": fingerprint, "files": files}
+    (out / grading.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def copy_sources(out: Path, exercises: dict[str, str]) -> None:
+def copy_sources(out: Path, exercises: dict[str, str], *, instructor_tools: bool = False) -> None:
+    """Copies the course to `out` with `exercises` in place of the solutions; the instructor tools
+    (grader/instructor/) only with `instructor_tools` (an autograder's wheel runs its Gradescope entry)."""
     for package in PACKAGES:
         shutil.copytree(REPO / package, out / package, ignore=IGNORED)
+    if not instructor_tools:
+        shutil.rmtree(out / INSTRUCTOR_TOOLS)
     for name in TOP_FILES:
         if (REPO / name).exists():
             shutil.copyfile(REPO / name, out / name)
@@ -221,17 +213,11 @@ def copy_sources(out: Path, exercises: dict[str, str]) -> None:
     (out / "exercises").mkdir()
     for name, text in exercises.items():
         (out / "exercises" / name).write_text(text)
-    (out / "course" / "publish.py").write_text(
-        INSTRUCTOR_ONLY.format(name="publish",
-                               purpose="generate exercises from (your exercises/ are left as they are)"))
-    (out / "course" / "release.py").write_text(INSTRUCTOR_ONLY.format(name="release", purpose="release"))
-    (out / "course" / "autograder.py").write_text(INSTRUCTOR_ONLY.format(name="autograder",
-                                                                          purpose="build an autograder from"))
 
 
 def release(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2) -> dict:
     """Writes the student release to `out` (replacing it with `force`); returns the evidence manifest."""
-    from course import publish
+    from grader.instructor import publish
 
     out = out.expanduser().resolve()
     if not (REPO / "solutions").is_dir():
@@ -266,7 +252,7 @@ def release(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grader import runner
+    from grader import reference
 
     parser = argparse.ArgumentParser(prog="course release",
                                      description="Write the student copy of the course: no solutions, recorded "
@@ -280,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         weeks = course_weeks.chosen(args.weeks)
         manifest = release(Path(args.out), weeks, force=args.force, jobs=args.jobs)
-    except (ValueError, ReleaseError, runner.ReferenceEvidenceError) as error:
+    except (ValueError, ReleaseError, reference.ReferenceEvidenceError) as error:
         print(f"course release: {error}", file=sys.stderr)
         return 2
     files = sum(len(week["files"]) for week in manifest["weeks"].values())

@@ -3,9 +3,9 @@
 The zip holds, at its root (Gradescope unpacks it into /autograder/source):
 
   setup.sh           installs the course from wheels/ into /autograder/venv, its dependencies pinned
-                     in requirements.txt, and bubblewrap (`course/autograder_files/setup.sh`)
+                     in requirements.txt, and bubblewrap (`grader/instructor/autograder_files/setup.sh`)
   run_autograder     grades /autograder/submission into /autograder/results/results.json
-                     (`python -m grader.gradescope`)
+                     (`python -m grader.instructor.gradescope`)
   README.md          for the instructor: uploading, what students submit, what they see
   autograder.json    the weeks graded and the limits
   requirements.txt   every runtime dependency, pinned to the version installed here: the versions
@@ -39,10 +39,10 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from course import release
+from grader.instructor import release
 from course import weeks as course_weeks
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FILES = Path(__file__).resolve().parent / "autograder_files"
 DISTRIBUTION = "deep-into-cnn"
 EXECUTABLE = ("setup.sh", "run_autograder")
@@ -101,12 +101,12 @@ def wheel_problems(wheel: Path, fingerprints: dict[str, list[str]], hidden_seed:
 def recorded_answers(folder: Path, hidden_seed: int | None) -> list[str]:
     """Files under `folder` that are, or may hold, recorded reference evidence: evidence files (.npz),
     an evidence manifest, a reference_evidence folder, or any file that holds the hidden seed."""
-    from grader import runner
+    from grader import grading
 
     found = []
     for path in sorted(folder.rglob("*")):
         name = path.relative_to(folder).as_posix()
-        if path.suffix == ".npz" or path.name in (runner.MANIFEST, "reference_evidence"):
+        if path.suffix == ".npz" or path.name in (grading.MANIFEST, "reference_evidence"):
             found.append(f"{name} is recorded evidence")
         elif hidden_seed is not None and path.is_file() and str(hidden_seed).encode() in path.read_bytes():
             found.append(f"{name} holds the hidden seed")
@@ -133,9 +133,9 @@ def close_evidence_cache() -> None:
     """Makes the grader's cache folder, where the zip's evidence is recorded and kept (the hidden
     checks' answers and the secret of their seed among it), its owner's alone: made that way, or closed
     if it is open. What is inside needs no closing of its own once its folder is closed."""
-    from grader import runner
+    from grader import grading
 
-    cache = runner.user_cache_dir()
+    cache = grading.user_cache_dir()
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     cache.chmod(0o700)
 
@@ -143,7 +143,7 @@ def close_evidence_cache() -> None:
 def build(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2, week_timeout_s: float = 120.0,
           probe_timeout_s: float = 60.0, memory_gb: float = 6.0) -> dict:
     """Writes the autograder zip to `out`; returns its autograder.json."""
-    from course import publish
+    from grader.instructor import publish
 
     out = out.expanduser().resolve()
     if not (REPO / "solutions").is_dir():
@@ -163,7 +163,7 @@ def build(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2, we
               "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     with tempfile.TemporaryDirectory(prefix="course-autograder-") as scratch:
         course_copy, content = Path(scratch) / "course", Path(scratch) / "zip"
-        release.copy_sources(course_copy, exercises)
+        release.copy_sources(course_copy, exercises, instructor_tools=True)
         for name in ("setup.sh", "run_autograder", "README.md"):
             (content / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(FILES / name, content / name)
@@ -184,7 +184,7 @@ def build(out: Path, weeks: list[int], *, force: bool = False, jobs: int = 2, we
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grader import runner
+    from grader import grading, reference
 
     parser = argparse.ArgumentParser(prog="course autograder",
                                      description="Build the Gradescope autograder zip of the course (instructors).")
@@ -192,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weeks", nargs="+", metavar="WEEK", help="weeks it grades (default: all six)")
     parser.add_argument("--force", action="store_true", help="replace OUT.zip if it exists")
     parser.add_argument("--jobs", type=int, default=2, help="weeks whose reference evidence is computed at once")
-    parser.add_argument("--timeout", type=float, default=runner.Settings.week_timeout_s,
+    parser.add_argument("--timeout", type=float, default=grading.Settings.week_timeout_s,
                         help="seconds allowed per week (default %(default)s)")
-    parser.add_argument("--probe-timeout", type=float, default=runner.Settings.probe_timeout_s,
+    parser.add_argument("--probe-timeout", type=float, default=grading.Settings.probe_timeout_s,
                         help="seconds allowed per check (default %(default)s)")
-    parser.add_argument("--memory-gb", type=float, default=runner.Settings.memory_bytes / 2**30,
+    parser.add_argument("--memory-gb", type=float, default=grading.Settings.memory_bytes / 2**30,
                         help="memory limit of the graded code, in GiB (default %(default)s)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--timeout, --probe-timeout and --memory-gb must be positive")
         build(Path(args.out), weeks, force=args.force, jobs=args.jobs, week_timeout_s=args.timeout,
               probe_timeout_s=args.probe_timeout, memory_gb=args.memory_gb)
-    except (ValueError, AutograderError, release.ReleaseError, runner.ReferenceEvidenceError) as error:
+    except (ValueError, AutograderError, release.ReleaseError, reference.ReferenceEvidenceError) as error:
         print(f"course autograder: {error}", file=sys.stderr)
         return 2
     out = Path(args.out).expanduser().resolve()

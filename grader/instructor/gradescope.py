@@ -1,7 +1,7 @@
 """What an autograder zip's `run_autograder` runs on Gradescope, once per submission (`course
-autograder` builds the zip; see `course/autograder_files/README.md`).
+autograder` builds the zip; see `grader/instructor/autograder_files/README.md`).
 
-    python -m grader.gradescope [--root /autograder]
+    python -m grader.instructor.gradescope [--root /autograder]
 
 It reads what the student uploaded to ROOT/submission (week modules, or one zip of them; other files
 are ignored with a message), grades it like `course grade-batch` grades one submission (the submitted
@@ -20,7 +20,8 @@ import traceback
 from pathlib import Path
 
 from course.files import write_atomically
-from grader import batch, intake, report, runner, sandbox
+from grader import child_run, grading, intake, reference, report, sandbox
+from grader.instructor import batch, submissions
 
 ROOT_VARIABLE = "COURSE_AUTOGRADER_ROOT"
 CONFIG = "autograder.json"  # in ROOT/source: the weeks graded and the limits, written by `course autograder`
@@ -44,49 +45,49 @@ def read_config(source: Path) -> dict:
     except (OSError, ValueError) as error:
         raise Ungradable(f"cannot read {source / CONFIG} ({error}): is the autograder zip complete?") from None
     weeks = config.get("weeks") if isinstance(config, dict) else None
-    if not isinstance(weeks, list) or not weeks or not all(week in runner.WEEKS for week in weeks):
-        raise Ungradable(f"{source / CONFIG} names no weeks to grade (expected a list of 1 to {len(runner.WEEKS)})")
+    if not isinstance(weeks, list) or not weeks or not all(week in grading.WEEKS for week in weeks):
+        raise Ungradable(f"{source / CONFIG} names no weeks to grade (expected a list of 1 to {len(grading.WEEKS)})")
     for key in ("week_timeout_s", "probe_timeout_s", "memory_gb"):
         if not isinstance(config.get(key), (int, float)) or config[key] <= 0:
             raise Ungradable(f"{source / CONFIG}: {key} must be a positive number")
     return config
 
 
-def settings_for(root: Path, config: dict) -> runner.Settings:
+def settings_for(root: Path, config: dict) -> grading.Settings:
     """Grading settings: the zip's recorded evidence, and its folder and the results' closed to the graded code."""
     options = {"timeout": config["week_timeout_s"], "probe_timeout": config["probe_timeout_s"],
                "memory_gb": config["memory_gb"], "reference_dir": root / "source" / EVIDENCE}
-    return runner.Settings.from_options(options, protected=(root / "source", root / "results"))
+    return grading.Settings.from_options(options, protected=(root / "source", root / "results"))
 
 
-def find_upload(folder: Path) -> tuple[batch.Submission, list[str]]:
+def find_upload(folder: Path) -> tuple[submissions.Submission, list[str]]:
     """The submission to stage: `folder` itself, or the one zip in it when no week module lies at its top;
     and the names of the other files that zip leaves out. An entry named like a zip counts as one
     whatever it is, without following it, so that a link is staged, and refused, by its own name."""
-    modules = {f"{name}.py" for name in runner.WEEKS.values()}
+    modules = {f"{name}.py" for name in grading.WEEKS.values()}
     try:
         entries = sorted(entry.name for entry in folder.iterdir()
-                         if not entry.name.startswith(".") and entry.name not in batch.IGNORED_NAMES)
+                         if not entry.name.startswith(".") and entry.name not in submissions.IGNORED_NAMES)
     except OSError as error:
-        return batch.Submission("submission", folder, "submission", f"the upload cannot be read ({error})"), []
+        return submissions.Submission("submission", folder, "submission", f"the upload cannot be read ({error})"), []
     zips = [name for name in entries
             if name.lower().endswith(".zip") and intake.entry_kind(folder / name) != "a folder"]
     if modules & set(entries) or not zips:
-        return batch.Submission("submission", folder, "submission"), []
+        return submissions.Submission("submission", folder, "submission"), []
     if len(zips) > 1:
-        return batch.Submission("submission", folder, "submission",
-                                f"{len(zips)} zip files were uploaded ({', '.join(map(batch._shown, zips[:3]))}): "
+        return submissions.Submission("submission", folder, "submission",
+                                f"{len(zips)} zip files were uploaded ({', '.join(map(submissions.shown_name, zips[:3]))}): "
                                 "upload one zip, or the week modules themselves"), []
-    return batch.Submission("submission", folder / zips[0], "submission"), [name for name in entries if name != zips[0]]
+    return submissions.Submission("submission", folder / zips[0], "submission"), [name for name in entries if name != zips[0]]
 
 
-def ready(root: Path) -> tuple[list[int], runner.Settings, str]:
+def ready(root: Path) -> tuple[list[int], grading.Settings, str]:
     """(the weeks, the settings, the sandbox level) of grading here; raises Ungradable where it cannot run."""
     config = read_config(root / "source")
     weeks = sorted(config["weeks"])
     settings = settings_for(root, config)
     try:
-        level = runner.sandbox_level(settings)
+        level = child_run.sandbox_level(settings)
     except sandbox.Unavailable as error:
         raise Ungradable(str(error)) from None
     if level == "none" and (os.environ.get(sandbox.ENVIRONMENT_VARIABLE) or "").lower() != "none":
@@ -95,8 +96,8 @@ def ready(root: Path) -> tuple[list[int], runner.Settings, str]:
                          f"{sandbox.why_unavailable('user')})")
     for week in weeks:
         try:
-            runner.reference_folder(week, settings)
-        except runner.ReferenceEvidenceError as error:
+            reference.reference_folder(week, settings)
+        except reference.ReferenceEvidenceError as error:
             raise Ungradable(str(error)) from None
     return weeks, settings, level
 
@@ -105,9 +106,9 @@ def grade_upload(root: Path) -> dict:
     """results.json for what ROOT/submission holds. Raises Ungradable where grading cannot run at all."""
     weeks, settings, _ = ready(root)
     upload, left_out = find_upload(root / "submission")
-    staged = batch.stage(upload, weeks)
+    staged = submissions.stage(upload, weeks)
     if left_out and not staged.fatal:
-        shown = ", ".join(map(batch._shown, left_out[:5]))
+        shown = ", ".join(map(submissions.shown_name, left_out[:5]))
         staged.problems.append(report.printable(f"ignored files beside the zip: {shown}"))
     results = batch.grade_submission(upload, staged, weeks, settings)
     graded = results["extra_data"].pop("batch")
@@ -120,7 +121,7 @@ def grade_upload(root: Path) -> dict:
 def recorded_versions(reference_dir: Path) -> dict:
     """The library versions that recorded the reference evidence (from its manifest)."""
     try:
-        with open(reference_dir / runner.MANIFEST, "rb") as file:
+        with open(reference_dir / grading.MANIFEST, "rb") as file:
             versions = json.loads(file.read(2**20)).get("versions", {})
     except (OSError, ValueError, AttributeError):
         return {}
@@ -142,7 +143,7 @@ def write_results(path: Path, results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grader.gradescope", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m grader.instructor.gradescope", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=default_root(),
                         help=f"the autograder's folder (default: ${ROOT_VARIABLE}, else /autograder)")
     parser.add_argument("--check", action="store_true",
