@@ -69,8 +69,7 @@ def sandbox_level(settings: Settings) -> str:
 def _copy_packages(lib: Path) -> None:
     """The packages the child imports, without bytecode and without the instructor tools (no child uses them)."""
     for package in PACKAGES_FOR_CHILD:
-        shutil.copytree(REPO / package, lib / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.rmtree(lib / "grader" / "instructor", ignore_errors=True)
+        shutil.copytree(REPO / package, lib / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "instructor"))
 
 
 def run_child(week: int, source: bytes, mode: str, settings: Settings, given: Path | None = None) -> ChildRun:

@@ -136,8 +136,9 @@ class Grading:
             if future.exception() is not None:
                 lines.append(f"grader: week {week} not graded: {type(future.exception()).__name__}")
             else:
-                lines.append(f"grader: week {week} graded in {future.result().seconds:.1f} s "
-                             f"(sandbox: {future.result().environment.get('sandbox', '?')})")
+                week_report = future.result()
+                lines.append(f"grader: week {week} graded in {week_report.seconds:.1f} s "
+                             f"(sandbox: {week_report.environment.get('sandbox', '?')})")
         return lines
 
 

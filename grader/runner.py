@@ -8,7 +8,6 @@ One week, top to bottom (`grade_week`): the submitted module is read as a regula
 its source (`grader.integrity`).
 """
 
-
 import dataclasses
 import difflib
 import itertools
@@ -53,7 +52,7 @@ def start(pool: ThreadPoolExecutor, weeks: list[int], target: Path, settings: Se
 
 def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
     """Grades the module of `week` found in the folder `target`."""
-    start = time.perf_counter()
+    began = time.perf_counter()
     module = checks_module(week)
     folder = reference_folder(week, settings)
     expected = load_folder(folder)
@@ -89,7 +88,7 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
                    for key in record if key.startswith("env:")}
     environment["sandbox"] = run.sandbox or sandbox_level(settings)
     flags = integrity.scan(source, module_file.name) if source is not None else []
-    return WeekReport(week, results, time.perf_counter() - start, without_seed(run.output, seed), environment,
+    return WeekReport(week, results, time.perf_counter() - began, without_seed(run.output, seed), environment,
                       public_only, flags)
 
 
