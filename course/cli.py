@@ -70,6 +70,8 @@ DELEGATED = {
     "lessons": ("course.lessons.build", "main", "list the weekly lessons and write them as notebooks"),
     "release": ("grader.instructor.release", "main", "write the student copy: no solutions, recorded reference evidence"),
     "grade-batch": ("grader.instructor.batch", "main", "grade a folder of submissions into DIR/gradebook.csv (instructors)"),
+    "similarity": ("grader.instructor.similarity", "main",
+                   "which submissions share code: DIR/similarity.html and .csv (instructors)"),
     "autograder": ("grader.instructor.autograder", "main", "build the Gradescope autograder zip of the course (instructors)"),
 }
 

@@ -51,13 +51,17 @@ def plot_history(history: list[dict]):
     return figure
 
 
-def smoothed(values: Sequence[float], weight: float = 0.9) -> np.ndarray:
-    """Exponential moving average: s[0] = v[0], s[t] = weight * s[t-1] + (1 - weight) * v[t]."""
+def smoothed(values: Sequence[float], weight: float = 0.9, centered: bool = False) -> np.ndarray:
+    """Exponential moving average: s[0] = v[0], s[t] = weight * s[t-1] + (1 - weight) * v[t].
+
+    It lags: on a steady trend it trails by weight / (1 - weight) steps (9 for 0.9). `centered` runs
+    it forwards and then backwards over the result, which cancels the lag (a zero-phase filter):
+    what a finished curve is drawn with."""
     values = np.asarray(values, np.float64)
     result = np.empty_like(values)
     for index, value in enumerate(values):
         result[index] = value if index == 0 else weight * result[index - 1] + (1 - weight) * value
-    return result
+    return smoothed(result[::-1], weight)[::-1] if centered else result
 
 
 def running_average(values: Sequence[float]) -> np.ndarray:
@@ -72,7 +76,7 @@ def plot_curve(axis, values: Sequence[float], title: str, x_label: str, x_values
     x_values = np.arange(1, len(values) + 1) if x_values is None else np.asarray(x_values)
     marker = "o" if len(values) <= 20 else None
     axis.plot(x_values, values, color="tab:blue", alpha=0.35, linewidth=0.8, marker=marker, label="raw")
-    axis.plot(x_values, smoothed(values), color="tab:blue", linewidth=1.8, label="smoothed")
+    axis.plot(x_values, smoothed(values, centered=True), color="tab:blue", linewidth=1.8, label="smoothed")
     axis.plot(x_values, running_average(values), color="tab:orange", linestyle="--", label="running average")
     axis.set_title(title)
     axis.set_xlabel(x_label)

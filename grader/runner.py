@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from grader import evidence as ev
-from grader import intake, integrity
+from grader import intake, integrity, notebook_source
 from grader.checks import Result, judge_check
 from grader.child_run import ChildRun, run_child, sandbox_level
 from grader.grading import REPO, Settings, WEEKS, checks_module, hidden_seed, without_seed
@@ -57,12 +57,8 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
     folder = reference_folder(week, settings)
     expected = load_folder(folder)
     module_file = target / f"{WEEKS[week]}.py"
-    try:  # a regular file only, never through a link (see grader.intake); read once, here
-        source, reason = intake.read_file(target, module_file.name), ""
-    except FileNotFoundError:
-        source, reason = None, f"missing file: there is no {module_file.name} in {target}{_nearest(target, module_file.name)}"
-    except intake.Refused as error:
-        source, reason = None, str(error)
+    source, reason, notebook = read_submission(target, WEEKS[week])
+    graded_name = f"{WEEKS[week]}.ipynb" if notebook else module_file.name
     if source is None:
         run = ChildRun({}, reason, None, "", 0.0)
     else:
@@ -72,7 +68,7 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
     missing_reason = run.missing_reason
     if module_record is not None and ev.text(module_record, ev.STATUS) != "ok":
         where = ev.text(module_record, ev.WHERE)
-        missing_reason = (f"not graded: importing {module_file.name} failed: {ev.text(module_record, ev.MESSAGE)}"
+        missing_reason = (f"not graded: importing {graded_name} failed: {ev.text(module_record, ev.MESSAGE)}"
                           + (f" (at {where})" if where else ""))
     seed = hidden_seed(settings)
     public_only = seed is None
@@ -81,15 +77,42 @@ def grade_week(week: int, target: Path, settings: Settings) -> WeekReport:
                     run.reasons.get(check.probe, missing_reason))
         for check in module.CHECKS if not (check.hidden and public_only)
     ]
-    results = [dataclasses.replace(result, feedback=[without_seed(line, seed) for line in result.feedback],
-                                   self_reported=[without_seed(line, seed) for line in result.self_reported])
+
+    def shown(line: str) -> str:  # without the hidden seed; a notebook's lines named as its cells
+        line = without_seed(line, seed)
+        return notebook.located(line, module_file.name, graded_name) if notebook else line
+
+    results = [dataclasses.replace(result, feedback=[shown(line) for line in result.feedback],
+                                   self_reported=[shown(line) for line in result.self_reported])
                for result in without_misleading_hidden_hints(results)]
     environment = {key[4:]: ev.text(record, key) for record in [expected.get("__module__", {})]
                    for key in record if key.startswith("env:")}
     environment["sandbox"] = run.sandbox or sandbox_level(settings)
-    flags = integrity.scan(source, module_file.name) if source is not None else []
-    return WeekReport(week, results, time.perf_counter() - began, without_seed(run.output, seed), environment,
-                      public_only, flags)
+    flags = [shown(flag) for flag in integrity.scan(source, module_file.name)] if source is not None else []
+    return WeekReport(week, results, time.perf_counter() - began, shown(run.output), environment, public_only, flags)
+
+
+def read_submission(target: Path, name: str) -> tuple[bytes | None, str, notebook_source.Program | None]:
+    """(the source graded as the module `name`.py of the folder `target`, why there is none, the notebook
+    it came from). The module is `name.py`, else the code cells of the notebook `name.ipynb`; each is
+    read once, here, as a regular file only, never through a link (see grader.intake)."""
+    module, notebook = f"{name}.py", f"{name}.ipynb"
+    try:
+        return intake.read_file(target, module), "", None
+    except FileNotFoundError:
+        pass
+    except intake.Refused as error:
+        return None, str(error), None
+    try:
+        data = intake.read_file(target, notebook, notebook_source.MAX_NOTEBOOK_BYTES)
+        program = notebook_source.program(data, notebook, module)
+    except FileNotFoundError:
+        return None, f"missing file: there is no {module} (nor {notebook}) in {target}{_nearest(target, module)}", None
+    except intake.Refused as error:
+        return None, str(error), None
+    except notebook_source.NotebookError as error:
+        return None, f"not graded: {error}", None
+    return program.source, "", program
 
 
 def without_misleading_hidden_hints(results: list[Result]) -> list[Result]:

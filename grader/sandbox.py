@@ -321,7 +321,7 @@ def _paths_inside(level: str, folders: Folders) -> dict:
 def _environment(level: str, scratch: str) -> dict:
     env = {name: os.environ[name] for name in ENVIRONMENT_PASSED if name in os.environ}
     env.update(PATH="/usr/bin:/bin", HOME=scratch, TMPDIR=scratch, PYTHONHASHSEED="0", USER="grader",
-               LOGNAME="grader", PYTHONDONTWRITEBYTECODE="1")
+               LOGNAME="grader", PYTHONDONTWRITEBYTECODE="1", COURSE_GRADING_CHILD="1")  # see grader.notebook
     return env
 
 

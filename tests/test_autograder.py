@@ -310,6 +310,14 @@ def test_at_the_user_level_no_recorded_answer_reaches_the_graded_code(built, roo
     assert honest["score"] == maximum(), honest["output"][-3000:]
 
 
+def test_notebooks_named_after_their_weeks_are_graded_like_modules(root):
+    from tests.test_exercise_notebooks import solution_notebook
+
+    results = run_autograder(root, {f"{grading.WEEKS[week]}.ipynb": solution_notebook(week) for week in WEEKS})
+    assert results["score"] == maximum() and all(test["status"] == "passed" for test in results["tests"])
+    assert results["extra_data"]["upload"]["problems"] == []
+
+
 def test_an_empty_upload_scores_0_and_says_what_to_upload(root):
     results = run_autograder(root, {})
     assert results["score"] == 0 and results["tests"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -406,3 +407,97 @@ def test_cells_are_the_text_itself_or_quoted_and_never_alike(text):
     assert gradebook._cell(text) != gradebook._cell("'" + text)
     if text[:1].isalnum():
         assert gradebook._cell(text) == text
+
+
+# Round 3 (issue 30): the weeks a class submitted, untouched stubs, the late policy, Canvas, similarity
+def test_a_week_1_class_with_stubs_late_work_a_roster_and_a_copy(tmp_path, capsys):
+    """No --weeks: the class submitted week 1 only, so week 1 alone is graded and complete work is
+    "graded"; the untouched exercise is "graded: nothing attempted"; a submission a day late loses 10%
+    everywhere the score is shown; canvas.csv follows the roster; the renamed copy is the one pair."""
+    from tests import week1_variants as variants
+
+    root, out = tmp_path / "submissions", tmp_path / "out"
+    due = datetime(2025, 3, 7, 23, 59, tzinfo=timezone.utc)
+    on_time = (due - timedelta(hours=2)).timestamp()
+    alice = variants.filled(variants.HONEST_A)
+    for name, source in (("alice", alice), ("carol", variants.filled(variants.HONEST_B)), ("dave", SOLUTION),
+                         ("stub", variants.EXERCISE)):
+        (root / name).mkdir(parents=True)
+        (root / name / MODULE).write_text(source)
+        os.utime(root / name / MODULE, (on_time, on_time))
+    (root / "alice" / "submission_metadata.json").write_text(json.dumps({"created_at": "2025-03-08T09:00:00-05:00"}))
+    with zipfile.ZipFile(root / "bob.zip", "w") as archive:
+        archive.writestr(f"bob/{MODULE}", variants.renamed(alice))
+    os.utime(root / "bob.zip", (on_time, on_time))
+    roster = tmp_path / "roster.csv"
+    roster.write_text("submission,student,id,section\nalice,\"Liddell, Alice\",101,A\nbob,Bob,102,A\ncarol,Carol,103,B\n"
+                      "stub,Stubbs,104,B\nerin,Erin,105,B\n")
+    assert batch.main([str(root), "--out", str(out), "--jobs", "2", "--timeout", "90", "--probe-timeout", "15",
+                       "--quiet", "--due", "2025-03-07T23:59", "--late-penalty", "10%/day,zero-after:3d",
+                       "--roster", str(roster), "--similarity"]) == 0
+    assert "week 1 (those the submissions hold; --weeks to choose)" in capsys.readouterr().err
+    with open(out / "gradebook.csv", newline="") as file:
+        rows = {row["submission"]: row for row in csv.DictReader(file)}
+    assert [name for name in next(iter(rows.values())) if name.startswith("Week ")][0] == "Week 1 / total"
+    assert not [name for name in next(iter(rows.values())) if name.startswith("Week 2")]
+    for name in ("alice", "bob", "carol", "dave"):
+        assert (rows[name]["status"], rows[name]["score"], rows[name]["max_score"]) == (gradebook.GRADED, "32", "32")
+    assert rows["stub"]["status"] == gradebook.NOTHING and rows["stub"]["score"] == "0"
+    assert "nothing attempted in week1_regression.py" in rows["stub"]["problems"]
+    alice_row = {key: rows["alice"][key] for key in gradebook.LATE_COLUMNS}
+    assert alice_row == {"submitted_at": "2025-03-08T14:00:00+00:00", "time_from": "submission_metadata.json",
+                         "days_late": "1", "late_penalty_percent": "10", "final_score": "28.8", "final_percent": "90"}
+    assert (rows["bob"]["days_late"], rows["bob"]["final_score"], rows["bob"]["time_from"]) == ("0", "32", "file time")
+    with open(out / "canvas.csv", newline="") as file:
+        assert list(csv.reader(file)) == [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Week 1"],
+                                          ["    Points Possible", "", "", "", "", "32"],
+                                          ["Liddell, Alice", "101", "", "", "A", "28.8"], ["Bob", "102", "", "", "A", "32"],
+                                          ["Carol", "103", "", "", "B", "32"], ["Stubbs", "104", "", "", "B", "0"],
+                                          ["Erin", "105", "", "", "B", ""]]
+    with open(out / "similarity.csv", newline="") as file:
+        assert [(line["first"], line["second"]) for line in csv.DictReader(file)] == [("alice", "bob")]
+    text = (out / "summary.md").read_text()
+    problems = text[text.index("## Problems"):text.index("## Weeks")]
+    assert text.index("## Problems") < text.index("## Weeks") < text.index("## Tests")
+    for line in ("| stub | nothing attempted |", "| alice | late (1 day) |", "| alice and bob | similar code (week 1) |",
+                 "| dave | not on the roster |", "| Erin (erin) | no submission |"):
+        assert line in problems, line
+    assert "carol" not in problems  # independent work, on time, on the roster: nothing to look at
+    assert "week 1 (32 points): 4 graded, 1 graded: nothing attempted." in text
+
+
+def test_the_default_weeks_are_those_the_submissions_hold(tmp_path):
+    for name, files in (("a", ["week1_regression.py"]), ("b", ["week3_convolutions.py", "notes.txt"]), ("c", [])):
+        (tmp_path / name).mkdir()
+        for file_name in files:
+            (tmp_path / name / file_name).write_text("x = 1\n")
+    found = submissions.find_submissions(tmp_path)
+    assert batch.chosen_weeks(None, found) == [1, 3]
+    assert batch.chosen_weeks(["2"], found) == [2]
+    assert batch.chosen_weeks(None, [found[2]]) == [1, 2, 3, 4, 5, 6]  # nothing held: every week
+
+
+def test_untouched_weeks_set_the_status():
+    clean, odd = submissions.Staged({}, []), submissions.Staged({}, ["ignored files that are not week modules: x"])
+    assert batch.status_of(clean, [1, 2], []) == gradebook.GRADED
+    assert batch.status_of(clean, [1, 2], [1, 2]) == gradebook.NOTHING
+    assert batch.status_of(odd, [1], [1]) == gradebook.NOTHING  # nothing attempted says the most
+    assert batch.status_of(clean, [1, 2], [2]) == gradebook.PROBLEMS  # week 2 left as the starter code
+    assert batch.status_of(odd, [1], []) == gradebook.PROBLEMS
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--late-penalty", "10%/day"], "needs --due DATE"),
+    (["--due", "2025-03-07", "--late-penalty", "10%/day"], "give the time too"),
+    (["--due", "2025-03-07T23:59", "--late-penalty", "ten percent"], "'ten percent' is not a term"),
+    (["--roster", "missing.csv"], "roster missing.csv: cannot be read"),
+    (["--canvas-assignment", "1=Week 1 (5)"], "needs --roster"),
+    (["--similarity", "--similarity-threshold", "2"], "expected a share above 0"),
+])
+def test_bad_late_canvas_and_similarity_options_stop_before_grading(tmp_path, capsys, monkeypatch, options, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "class" / "alice").mkdir(parents=True)
+    (tmp_path / "class" / "alice" / MODULE).write_text(SOLUTION)
+    assert batch.main(["class", "--out", "out", *options]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("course grade-batch: ") and words in error and not (tmp_path / "out").exists()

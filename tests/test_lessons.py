@@ -9,6 +9,7 @@ does. jupyter_client starts that kernel with the interpreter running the tests (
 cannot run the lessons with other packages.
 """
 
+import json
 import sys
 
 import nbformat
@@ -58,7 +59,7 @@ def test_every_lesson_is_its_weeks_notebook(number, module_name):
     notebook = build.read_notebook(module_name)
     assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith(f"# Week {number}: ")
     loads = [cell.source for cell in notebook.cells if cell.cell_type == "code" and "lessons.load_week(" in cell.source]
-    assert loads and all(f'lessons.load_week("{module_name}")' in source for source in loads), loads
+    assert loads and all(f'lessons.load_week("{module_name}"' in source for source in loads), loads
     assert f"course grade week{number}" in notebook.cells[-1].source
     assert MINIMUM_FIGURES[module_name] > 0
 
@@ -75,6 +76,42 @@ def test_lesson_runs_against_solutions(module_name):
     assert "Running solutions/" in text
     assert "fill in `" not in text
     assert f"course grade week{module_name[4]}" in notebook.cells[-1].source
+
+
+RECORD_LEGENDS = """
+import json
+import course.lessons
+_show = course.lessons.show
+LEGENDS = []
+
+def _recording_show(figure):
+    for axis in figure.axes:
+        labelled = [artist.get_label() for artist in [*axis.lines, *axis.collections]
+                    if artist.get_label() and not artist.get_label().startswith("_")]
+        legend = axis.get_legend()
+        LEGENDS.append({"title": axis.get_title(), "labelled": labelled,
+                        "legend": [text.get_text() for text in legend.get_texts()] if legend else []})
+    _show(figure)
+
+course.lessons.show = _recording_show
+"""
+
+
+def test_week1_lesson_names_its_data_and_every_line_in_its_legends():
+    """Week 1 reads made-up points and the real diabetes table (not "small synthetic data"), and every
+    labelled line of its figures, the closed form's included, is in its axis's legend."""
+    notebook = build.read_notebook("week1_regression")
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(RECORD_LEGENDS))
+    notebook.cells.append(nbformat.v4.new_code_cell("print(json.dumps(LEGENDS))"))
+    build.execute(notebook, target="solutions", timeout=600)
+    text = "".join(output.get("text", "") for output in outputs(notebook, "stream"))
+    assert "made-up points, then the Pima diabetes table" in text and "small synthetic data" not in text
+    axes = json.loads(notebook.cells[-1].outputs[0]["text"])
+    with_legends = [axis for axis in axes if axis["labelled"]]
+    assert len(with_legends) >= 4
+    for axis in with_legends:
+        assert sorted(axis["legend"]) == sorted(axis["labelled"]), axis
+    assert sum("closed form" in axis["legend"] for axis in axes) == 2  # the loss curve and the fitted lines
 
 
 def test_stub_stops_the_lesson_with_a_fill_in_line_not_a_traceback():

@@ -87,7 +87,7 @@ def test_student_copy_holds_no_solution_source(student_copy):
     relative = [path.relative_to(student_copy) for path in files]
     assert not [path for path in relative if "solutions" in path.parts or "__pycache__" in path.parts
                 or path.suffix in (".pyc", ".pyo", ".pkl", ".pickle", ".so")]
-    assert {path.suffix for path in relative} <= {".py", ".md", ".toml", ".npz", ".json", ".png", "", ".gitignore"}
+    assert {path.suffix for path in relative} <= {".py", ".ipynb", ".md", ".toml", ".npz", ".json", ".png", "", ".gitignore"}
     solution_bytes = {path.read_bytes() for path in (REPO / "solutions").glob("*.py")}
     assert not [path for path in files if path.read_bytes() in solution_bytes]
     texts = {}
@@ -115,13 +115,14 @@ def test_student_copy_commands_without_solutions(student_copy, tmp_path):
     exercise = (student_copy / "exercises" / "week1_regression.py").read_text()
     done = run_in(student_copy, "import json; from course import cli, registry; "
                   "codes = [cli.main(['publish']), cli.main(['release', 'elsewhere']), "
-                  "cli.main(['autograder', 'x.zip']), cli.main(['grade-batch', '.', '--out', 'x'])]; "
+                  "cli.main(['autograder', 'x.zip']), cli.main(['grade-batch', '.', '--out', 'x']), "
+                  "cli.main(['similarity', '.', '--out', 'x'])]; "
                   "default = registry.default_package(); "
                   "print(json.dumps({'codes': codes, 'default': default}))", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"codes": [2, 2, 2, 2], "default": "exercises"}
-    assert done.stderr.count("an instructor command; this is the student release") == 4
+    assert result == {"codes": [2, 2, 2, 2, 2], "default": "exercises"}
+    assert done.stderr.count("an instructor command; this is the student release") == 5
     assert not (student_copy / "grader" / "instructor").exists() and not (student_copy / "x").exists()
     assert (student_copy / "exercises" / "week1_regression.py").read_text() == exercise
     manifest = json.loads((student_copy / "reference_evidence" / "MANIFEST.json").read_text())
@@ -145,6 +146,18 @@ def test_leak_check_finds_a_copied_task(tmp_path):
     exercises = {path.name: path.read_text() for path in (REPO / "exercises").glob("*.py")}
     leaks = release.find_leaks(tmp_path, release.task_fingerprints(REPO / "solutions", exercises))
     assert leaks and leaks[0].startswith("notes.md") and task.id in leaks[0]
+
+
+def test_leak_check_reads_a_notebooks_cells(tmp_path):
+    """A notebook's JSON escapes the quotes of its code: the check reads the cells, not the JSON."""
+    from tests.test_exercise_notebooks import solution_notebook
+
+    (tmp_path / "week2_neural_networks.ipynb").write_text(solution_notebook(2))
+    exercises = {path.name: path.read_text() for path in (REPO / "exercises").glob("*.py")}
+    leaks = release.find_leaks(tmp_path, release.task_fingerprints(REPO / "solutions", exercises))
+    tasks = {leak.rsplit(" ", 1)[-1] for leak in leaks}
+    assert tasks == {task.id for task in publish.find_tasks((REPO / "solutions" / "week2_neural_networks.py").read_text())
+                     if release.task_fingerprints(REPO / "solutions", exercises)[f"week2_neural_networks.py {task.id}"]}
 
 
 def test_the_student_readme_commands_work_as_written(student_copy, tmp_path):

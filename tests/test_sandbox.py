@@ -26,7 +26,7 @@ import pytest
 
 from grader import child_run, cli, evidence, grading, intake, reference, report, resource_limits, runner, sandbox
 from grader import bubblewrap, layer_listing, permissions, uid_cleanup
-from grader.instructor import batch, gradebook, gradescope, submissions
+from grader.instructor import batch, gradebook, gradescope, submissions, summary
 from grader.checks import judge_check
 from tests.test_grader import REPO, by_task, cases, grade_cases, submission
 
@@ -470,7 +470,7 @@ def everything_written(reports: list[runner.WeekReport], tmp_path: Path) -> dict
             "results.json": json.dumps(results, ensure_ascii=False, indent=1),
             "pytest": "\n".join(failure_message(result) for result in report.all_results(reports)),
             "gradebook.csv": (tmp_path / "gradebook.csv").read_bytes().decode().replace("\r\n", "\n"),
-            "summary.md": gradebook.summary_markdown(gradebook.summary([row], tests))}
+            "summary.md": summary.summary_markdown(summary.summary([row], tests))}
 
 
 def test_unicode_separators_and_bidirectional_controls_stay_inert(hostile_run, tmp_path):

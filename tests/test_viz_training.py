@@ -20,6 +20,18 @@ def test_smoothed_and_running_average():
     np.testing.assert_allclose(viz_training.running_average([1.0, 3.0, 8.0]), [1.0, 2.0, 4.0])
 
 
+def test_centered_smoothing_does_not_lag_a_trend():
+    """On a ramp the plain moving average trails by weight / (1 - weight) steps; the centered one
+    (forwards, then backwards) follows the ramp away from its ends; on noise both average it out."""
+    ramp = np.arange(200.0)
+    interior = slice(60, 140)
+    np.testing.assert_allclose(ramp[interior] - viz_training.smoothed(ramp, 0.9)[interior], 9.0, atol=0.05)
+    np.testing.assert_allclose(viz_training.smoothed(ramp, 0.9, centered=True)[interior], ramp[interior], atol=0.05)
+    np.testing.assert_allclose(viz_training.smoothed([4.0, 0.0, 2.0], 0.5, centered=True), [3.0, 2.0, 2.0])
+    noise = np.random.default_rng(0).normal(size=5000)
+    assert np.std(viz_training.smoothed(noise, 0.9, centered=True)[100:-100]) < 0.4 * np.std(noise)
+
+
 def test_dashboard_writer_records_steps_and_writes_every_n(runs, tmp_path):
     model, recipe, _ = viz_cli.load_checkpoint(runs / "lenet5")
     images, labels = data.load("shapes_gray", "test")

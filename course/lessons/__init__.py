@@ -68,8 +68,9 @@ def full_data() -> bool:
     return os.environ.get(FULL_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def load_week(module_name: str) -> types.ModuleType:
-    """Imports `module_name` (e.g. "week3_convolutions") from the target package and says which one.
+def load_week(module_name: str, data_note: str | None = None) -> types.ModuleType:
+    """Imports `module_name` (e.g. "week3_convolutions") from the target package and says which one,
+    and on what data: `data_note`, else the small synthetic sets or the real ones ($COURSE_LESSON_FULL).
 
     Also installs `fill_in_handler`, so that calling an exercise that is not written yet prints
     which function to fill in, in which file, instead of a traceback.
@@ -80,7 +81,8 @@ def load_week(module_name: str) -> types.ModuleType:
     from course import registry
 
     module = importlib.import_module(f"{registry.package(target())}.{module_name}")
-    data_note = "the real datasets" if full_data() else f"small synthetic data (set {FULL_VARIABLE}=1 for the real datasets)"
+    if data_note is None:
+        data_note = "the real datasets" if full_data() else f"small synthetic data (set {FULL_VARIABLE}=1 for the real datasets)"
     other = "solutions" if target() == "exercises" else "exercises"
     print(f"Running {target()}/{module_name}.py on {data_note}.\n"
           f"(Set {TARGET_VARIABLE}={other} and restart the kernel to run {other}/ instead.)")

@@ -29,7 +29,8 @@ import numpy as np
 
 from course import lessons, viz_training
 
-week = lessons.load_week("week1_regression")
+week = lessons.load_week("week1_regression", data_note="made-up points, then the Pima diabetes table "
+                         "(from $COURSE_DATA_DIR; a synthetic stand-in of its columns where it is missing)")
 
 # %% [markdown]
 # ## 1. Linear regression
@@ -98,10 +99,12 @@ print(f"after 60 steps: w = {float(params[0][0]):.3f}, b = {float(params[1]):.3f
 figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 viz_training.plot_curve(left, losses, "mean squared error", "step")
 left.axhline(closed_loss, color="gray", linestyle=":", label="closed form")
+left.legend(fontsize=8, loc="upper right")  # again, now that it holds the closed form's line
 grid = np.linspace(-1, 1, 2)
 right.scatter(x[:, 0], y, s=10, color="gray")
 for step, (line_weights, line_bias) in lines.items():
     right.plot(grid, grid * float(line_weights[0]) + float(line_bias), label=f"step {step}")
+right.plot(grid, grid * float(closed_weights[0]) + float(closed_bias), color="black", linestyle=":", label="closed form")
 right.set_title("the line during gradient descent")
 right.legend()
 lessons.show(figure)

@@ -31,7 +31,7 @@ import numpy as np
 
 from course import lessons, viz_filters
 
-week = lessons.load_week("week3_convolutions")
+week = lessons.load_week("week3_convolutions", data_note="small made-up arrays, then a photograph that ships with matplotlib")
 
 # %% [markdown]
 # ## 1. What a convolution computes

@@ -1,23 +1,27 @@
-"""A batch's gradebook and summary: `DIR/gradebook.csv` (one row per submission, one column per test,
-the total; every cell safe to open in a spreadsheet), `summary.md`/`summary.json` (each test's pass
-rate, the distribution of scores) and `summary.png`."""
+"""A batch's gradebook: `DIR/gradebook.csv`, one row per submission with its status, total, per-week
+subtotals, lateness (`grader.instructor.late`) and the score after the late penalty, one column per
+test, then the problems and integrity flags; every cell safe to open in a spreadsheet (`_cell`).
+The summary of a batch is `grader.instructor.summary`'s."""
 
 import csv
 import io
 import re
-import statistics
 import sys
 import unicodedata
 from pathlib import Path
 
 from course.files import write_atomically
 from grader import grading
+from grader.instructor import late
 from grader.instructor.submissions import Submission
 
 FORMULA_STARTS = ("=", "+", "-", "@")  # a spreadsheet reads a cell starting so as a formula
 QUOTED_STARTS = ("'", "\t", "\r")  # quoted too: a leading quote is doubled, so that quoting stays reversible
 PRINTABLE_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")  # as report.printable writes them
-GRADED, PROBLEMS, ERROR, FAILURE = "graded", "graded with problems", "error", "grader failure"
+GRADED, NOTHING, PROBLEMS, ERROR, FAILURE = ("graded", "graded: nothing attempted", "graded with problems", "error",
+                                             "grader failure")
+STATUSES = (GRADED, NOTHING, PROBLEMS, ERROR, FAILURE)
+LATE_COLUMNS = ("submitted_at", "time_from", "days_late", "late_penalty_percent", "final_score", "final_percent")
 
 
 def test_names(weeks: list[int]) -> list[tuple[str, float]]:
@@ -26,16 +30,54 @@ def test_names(weeks: list[int]) -> list[tuple[str, float]]:
             for week in weeks for check in grading.checks_module(week).CHECKS]
 
 
-def gradebook_row(submission: Submission, results: dict | None, failure: str = "") -> dict:
+def week_of(test: str) -> int:
+    """The week of a test named as results.json names it ("Week 3 / Task 3.1 / ...")."""
+    return int(test.split(" / ", 1)[0].removeprefix("Week "))
+
+
+def weeks_of(tests: list[tuple[str, float]]) -> dict[int, float]:
+    """{week: its points} of the tests `test_names` gives, in order."""
+    points = {}
+    for name, maximum in tests:
+        points[week_of(name)] = points.get(week_of(name), 0.0) + maximum
+    return points
+
+
+def gradebook_row(submission: Submission, results: dict | None, failure: str = "",
+                  lateness: dict | None = None) -> dict:
+    """One submission's row: from its results.json, or (results None) a grader failure saying `failure`.
+    `lateness` is `late.assess`'s answer (none known when not given); `final_score` is the score after
+    its penalty."""
+    lateness = lateness or late.no_lateness()
     if results is None:
         return {"submission": submission.name, "status": FAILURE, "score": "", "max_score": "", "percent": "",
-                "problems": failure, "tests": {}, "integrity": ""}
+                "problems": failure, "problem_list": [failure], "tests": {}, "weeks": {}, "submitted_weeks": [],
+                "attempted_weeks": [],
+                "integrity": "", "integrity_list": [], **lateness, "final_score": "", "final_percent": ""}
     batch = results["extra_data"]["batch"]
     score, maximum = results["score"], results["extra_data"]["max_score"]
+    tests = {test["name"]: test["score"] for test in results["tests"]}
+    weeks = {}
+    for name, value in tests.items():
+        weeks[week_of(name)] = round(weeks.get(week_of(name), 0.0) + value, 6)
+    flags = [str(flag) for flag in results["extra_data"].get("integrity", [])]  # flags for review
+    final = score * (1 - lateness["late_penalty"])
     return {"submission": submission.name, "status": batch["status"], "score": score, "max_score": maximum,
-            "percent": round(100 * score / maximum, 1) if maximum else 0.0, "problems": "; ".join(batch["problems"]),
-            "tests": {test["name"]: test["score"] for test in results["tests"]},
-            "integrity": "; ".join(map(str, results["extra_data"].get("integrity", [])))}  # flags for review
+            "percent": _percent(score, maximum), "problems": "; ".join(batch["problems"]),
+            "problem_list": list(batch["problems"]), "tests": tests, "weeks": weeks,
+            "submitted_weeks": batch.get("submitted_weeks", batch.get("weeks", [])),
+            "attempted_weeks": batch.get("attempted_weeks", batch.get("weeks", [])),  # results without them
+            "integrity": "; ".join(flags), "integrity_list": flags,
+            **lateness, "final_score": round(final, 2), "final_percent": _percent(final, maximum)}
+
+
+def _percent(score: float, maximum: float) -> float:
+    return round(100 * score / maximum, 1) if maximum else 0.0
+
+
+def after_penalty(row: dict, score: float | str) -> float | str:
+    """`score` (a week's subtotal, say) after the row's late penalty, to 2 decimals; "" stays ""."""
+    return "" if score == "" else round(score * (1 - row["late_penalty"]), 2)
 
 
 def _cell(value) -> str:
@@ -73,72 +115,20 @@ def _is_invisible(character: str) -> bool:
 
 
 def write_gradebook(path: Path, rows: list[dict], tests: list[tuple[str, float]]) -> None:
+    """gradebook.csv: a row per submission (sorted by name): status, total, each week's subtotal
+    ("Week N / total"), `LATE_COLUMNS`, a column per test, problems and integrity flags."""
+    weeks = list(weeks_of(tests))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["submission", "status", "score", "max_score", "percent"] + [name for name, _ in tests]
-                    + ["problems", "integrity"])
+    writer.writerow(["submission", "status", "score", "max_score", "percent"]
+                    + [f"Week {week} / total" for week in weeks]
+                    + list(LATE_COLUMNS) + [name for name, _ in tests] + ["problems", "integrity"])
     for row in sorted(rows, key=lambda row: row["submission"]):
+        penalty = round(100 * row.get("late_penalty", 0.0), 1)
         writer.writerow([_cell(row[key]) for key in ("submission", "status", "score", "max_score", "percent")]
+                        + [_cell(row.get("weeks", {}).get(week, "")) for week in weeks]
+                        + [_cell(row.get(key, "")) for key in LATE_COLUMNS[:3]] + [_cell(penalty)]
+                        + [_cell(row.get(key, "")) for key in LATE_COLUMNS[4:]]
                         + [_cell(row["tests"].get(name, "")) for name, _ in tests] + [_cell(row["problems"])]
                         + [_cell(row.get("integrity", ""))])
     write_atomically(path, buffer.getvalue())
-
-
-def summary(rows: list[dict], tests: list[tuple[str, float]]) -> dict:
-    """Per-test pass rates (full marks) and mean scores, and the distribution of total scores."""
-    graded = [row for row in rows if row["status"] != FAILURE]
-    per_test = []
-    for name, points in tests:
-        scores = [row["tests"].get(name, 0.0) for row in graded]
-        per_test.append({"test": name, "max_score": points,
-                         "pass_rate": sum(score >= points for score in scores) / len(scores) if scores else 0.0,
-                         "mean_score": sum(scores) / len(scores) if scores else 0.0})
-    percents = sorted(float(row["percent"]) for row in graded)
-    bins = [0] * 10
-    for percent in percents:
-        bins[min(int(percent // 10), 9)] += 1
-    median = statistics.median(percents) if percents else 0.0
-    return {"submissions": len(rows), "graded": len(graded),
-            "statuses": {status: sum(row["status"] == status for row in rows)
-                         for status in (GRADED, PROBLEMS, ERROR, FAILURE)},
-            "mean_percent": sum(percents) / len(percents) if percents else 0.0, "median_percent": median,
-            "distribution": [{"range": f"{10 * index}-{10 * index + 10}%", "count": count}
-                             for index, count in enumerate(bins)],
-            "tests": per_test}
-
-
-def summary_markdown(data: dict) -> str:
-    lines = ["# Batch grading summary", "",
-             f"{data['submissions']} submissions: "
-             + ", ".join(f"{count} {status}" for status, count in data["statuses"].items() if count),
-             f"mean {data['mean_percent']:.1f}%, median {data['median_percent']:.1f}%", "",
-             "## Score distribution", "", "| total | submissions | |", "|---|---:|---|"]
-    for entry in data["distribution"]:
-        lines.append(f"| {entry['range']} | {entry['count']} | {'#' * entry['count']} |")
-    lines += ["", "## Tests", "", "| test | points | full marks | mean score |", "|---|---:|---:|---:|"]
-    for test in data["tests"]:
-        lines.append(f"| {test['test']} | {test['max_score']:g} | {test['pass_rate']:.0%} | {test['mean_score']:.2f} |")
-    return "\n".join(lines) + "\n"
-
-
-def summary_figure(data: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tests = data["tests"]
-    figure, (scores, rates) = plt.subplots(1, 2, figsize=(13, max(3.5, 0.22 * len(tests) + 1.2)),
-                                           gridspec_kw={"width_ratios": [1, 1.6]})
-    counts = [entry["count"] for entry in data["distribution"]]
-    scores.bar([10 * index + 5 for index in range(10)], counts, width=9)
-    scores.set(xlabel="total score (%)", ylabel="submissions", xlim=(0, 100),
-               title=f"Scores of {data['submissions']} submissions")
-    rates.barh(range(len(tests)), [100 * test["pass_rate"] for test in tests])
-    rates.set_yticks(range(len(tests)), [test["test"].replace("Week ", "W").replace(" / Task ", " ")[:50]
-                                         for test in tests], fontsize=7)
-    rates.invert_yaxis()
-    rates.set(xlabel="submissions with full marks (%)", xlim=(0, 100), title="Pass rate per test")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

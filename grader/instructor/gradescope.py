@@ -3,8 +3,8 @@ autograder` builds the zip; see `grader/instructor/autograder_files/README.md`).
 
     python -m grader.instructor.gradescope [--root /autograder]
 
-It reads what the student uploaded to ROOT/submission (week modules, or one zip of them; other files
-are ignored with a message), grades it like `course grade-batch` grades one submission (the submitted
+It reads what the student uploaded to ROOT/submission (week modules or notebooks named after the
+week, or one zip of them; other files are ignored with a message), grades it like `course grade-batch` grades one submission (the submitted
 code runs only in sandboxed children) against the reference evidence recorded in
 ROOT/source/reference_evidence (hidden checks included), and writes ROOT/results/results.json in
 Gradescope's format. It always writes that file: when grading itself fails, with score 0 and the
@@ -64,7 +64,7 @@ def find_upload(folder: Path) -> tuple[submissions.Submission, list[str]]:
     """The submission to stage: `folder` itself, or the one zip in it when no week module lies at its top;
     and the names of the other files that zip leaves out. An entry named like a zip counts as one
     whatever it is, without following it, so that a link is staged, and refused, by its own name."""
-    modules = {f"{name}.py" for name in grading.WEEKS.values()}
+    modules = submissions.WEEK_FILES
     try:
         entries = sorted(entry.name for entry in folder.iterdir()
                          if not entry.name.startswith(".") and entry.name not in submissions.IGNORED_NAMES)

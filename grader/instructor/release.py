@@ -73,6 +73,10 @@ A command that reaches a task you have not written says so in one line ("Task 2.
 is not written yet: fill it in in exercises/week2_neural_networks.py"). Every command takes
 `--help`.
 
+Prefer Jupyter? Each week is also a notebook, `exercises/notebooks/weekN_*.ipynb`, with the same tasks:
+its last cell (`notebook.check(week=N)`) grades the notebook as saved, and
+`course grade week2 --target exercises/notebooks` grades it from a terminal.
+
 ## The real datasets
 
 `shapes_gray` is a small synthetic dataset. The course trains on MNIST, Fashion-MNIST and CIFAR-10:
@@ -83,8 +87,9 @@ lesson with your code and keeps its outputs; `COURSE_LESSON_FULL=1` gives it the
 
 ## Submitting
 
-Upload your week modules (`exercises/week1_regression.py`, ...) as your instructor asks (on
-Gradescope: the files, or a zip of them). The grader reads only those files.
+Upload your week modules (`exercises/week1_regression.py`, ...), or your notebooks
+(`week1_regression.ipynb`, ...), as your instructor asks (on Gradescope: the files, or a zip of them).
+The grader reads only those files; a notebook's code cells are graded as its module would be.
 """
 
 
@@ -121,7 +126,11 @@ def task_fingerprints(solutions: Path, exercises: dict[str, str]) -> dict[str, l
 
 
 def readable_text(path: Path) -> str:
-    """The text a file holds: its strings for evidence files, its decoded bytes otherwise."""
+    """The text a file holds: its strings for evidence files, its cells' sources for notebooks (whose
+    JSON escapes quotes), its decoded bytes otherwise."""
+    if path.suffix == ".ipynb":
+        return "\n".join(cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+                         for cell in json.loads(path.read_text())["cells"])
     if path.suffix == ".npz":
         from grader import evidence
 
@@ -211,7 +220,8 @@ def copy_sources(out: Path, exercises: dict[str, str], *, instructor_tools: bool
         shutil.copytree(REPO / DOCS, out / DOCS, ignore=shutil.ignore_patterns("__pycache__", ".*"))
     (out / "README.md").write_text(STUDENT_README)
     (out / "exercises").mkdir()
-    for name, text in exercises.items():
+    for name, text in exercises.items():  # the modules, and the notebooks in exercises/notebooks/
+        (out / "exercises" / name).parent.mkdir(exist_ok=True)
         (out / "exercises" / name).write_text(text)
 
 

@@ -1,6 +1,8 @@
 """A class's submissions as the grader reads them: one entry per student in SUBMISSIONS, a folder or
 a `.zip` of week modules (a single folder wrapping them, as zips often have, is fine), found, named
-and staged for grading.
+and staged for grading. A week may come as its module (`week2_neural_networks.py`) or as a notebook
+of the same name (`week2_neural_networks.ipynb`, whose code cells are graded: grader.notebook_source);
+where both came, the module is graded and a problem says so.
 
 Files are read with size limits and never unpacked to disk under names chosen by the student: only
 the expected week modules are read out, as bytes. A malformed submission (no week module, wrong file
@@ -17,17 +19,20 @@ import stat
 import zipfile
 from pathlib import Path
 
-from grader import grading, intake, report
+from grader import grading, intake, notebook_source, report
 
 MAX_MODULE_BYTES = intake.MAX_MODULE_BYTES  # one week module
+MAX_BYTES = {".py": MAX_MODULE_BYTES, ".ipynb": notebook_source.MAX_NOTEBOOK_BYTES}  # a week's file, by kind
+WEEK_FILES = {f"{name}{suffix}" for name in grading.WEEKS.values() for suffix in MAX_BYTES}
 MAX_ZIP_BYTES = 64 * 2**20  # a submitted zip file
 MAX_UNPACKED_BYTES = 32 * 2**20  # everything a zip holds, unpacked
 MAX_ENTRIES = 2000  # files in a zip or a submission folder
 NAMES_SHOWN = 5
 NAME_CHARACTERS_SHOWN = 60
 MESSAGE_CHARACTERS_SHOWN = 300
-BATCH_FILES = {"gradebook.csv", "summary.md", "summary.json", "summary.png", "failure.txt"}  # never a folder name
-IGNORED_NAMES = {"__init__.py", "__pycache__", "__MACOSX", ".DS_Store", "Thumbs.db"}
+BATCH_FILES = {"gradebook.csv", "summary.md", "summary.json", "summary.png", "failure.txt", "canvas.csv",
+               "similarity.html", "similarity.csv"}  # a batch's own files in DIR: never a submission's folder name
+IGNORED_NAMES = {"__init__.py", "__pycache__", "__MACOSX", ".DS_Store", "Thumbs.db", "submission_metadata.json"}
 LOOKS_LIKE_A_WEEK = re.compile(r"week[ _-]?(\d)", re.IGNORECASE)
 
 
@@ -174,8 +179,7 @@ def _root(entries: dict) -> tuple[str, ...]:
     """The folder holding the week modules: the one folder deeper down that holds week modules when
     the top holds none (say, a zip of the whole course), else the top, or the one folder that wraps
     everything."""
-    modules = {f"{name}.py" for name in grading.WEEKS.values()}
-    holders = {parts[:-1] for parts, (kind, _, _) in entries.items() if parts[-1] in modules and kind == "file"}
+    holders = {parts[:-1] for parts, (kind, _, _) in entries.items() if parts[-1] in WEEK_FILES and kind == "file"}
     if len(holders) == 1 and () not in holders:
         return holders.pop()
     return _wrapper(entries)
@@ -196,20 +200,20 @@ def _wrapper(entries: dict) -> tuple[str, ...]:
     return root
 
 
-def _read(parts: tuple[str, ...], kind_size_source, archive: zipfile.ZipFile | intake.Folder) -> bytes:
-    """The bytes of one regular file, at most MAX_MODULE_BYTES of them whatever its header says;
-    raises intake.Refused, naming it, for anything else. From a folder the file is opened without
+def _read(parts: tuple[str, ...], kind_size_source, archive: zipfile.ZipFile | intake.Folder, limit: int) -> bytes:
+    """The bytes of one regular file, at most `limit` of them whatever its header says; raises
+    intake.Refused, naming it, for anything else. From a folder the file is opened without
     following links and checked once open, so it cannot be swapped for a link after the listing."""
     kind, _, source = kind_size_source
     shown = "/".join(parts)
     if isinstance(archive, intake.Folder):
-        return archive.read(source, MAX_MODULE_BYTES)
+        return archive.read(source, limit)
     if kind != "file":
         raise intake.Refused(f"{shown} is {'a symbolic link' if kind == 'link' else 'a ' + kind}: not graded")
     with archive.open(source) as file:
-        content = file.read(MAX_MODULE_BYTES + 1)
-    if len(content) > MAX_MODULE_BYTES:
-        raise intake.Refused(f"{shown} is larger than {MAX_MODULE_BYTES // 2**20} MiB: not graded")
+        content = file.read(limit + 1)
+    if len(content) > limit:
+        raise intake.Refused(f"{shown} is larger than {limit // 2**20} MiB: not graded")
     return content
 
 
@@ -260,8 +264,7 @@ def _stage(submission: Submission, weeks: list[int]) -> Staged:
 
 def _select(entries: dict, archive, weeks: list[int]) -> Staged:
     root = _root(entries)
-    expected = {f"{grading.WEEKS[week]}.py": week for week in weeks}
-    known = {f"{name}.py" for name in grading.WEEKS.values()}
+    expected = {f"{grading.WEEKS[week]}{suffix}": week for week in weeks for suffix in MAX_BYTES}
     modules, problems, unexpected = {}, [], []
     for parts, entry in sorted(entries.items()):
         kind, size, _ = entry
@@ -269,25 +272,30 @@ def _select(entries: dict, archive, weeks: list[int]) -> Staged:
         if parts[:-1] != root or name.startswith(".") or name in IGNORED_NAMES:
             continue  # files in sub-folders are not graded: the sub-folder is reported as unexpected
         if name in expected:
-            if kind == "file" and size > MAX_MODULE_BYTES:
-                problems.append(f"{name} is {size / 2**20:,.1f} MiB, more than {MAX_MODULE_BYTES // 2**20} MiB: "
-                                "not graded")
+            limit = MAX_BYTES[Path(name).suffix]
+            if kind == "file" and size > limit:
+                problems.append(f"{name} is {size / 2**20:,.1f} MiB, more than {limit // 2**20} MiB: not graded")
             else:
                 try:
-                    modules[name] = _read(parts, entry, archive)
+                    modules[name] = _read(parts, entry, archive, limit)
                 except intake.Refused as error:
                     problems.append(str(error))
-        elif name in known:
+        elif name in WEEK_FILES:
             continue  # a week not graded in this run
-        elif (name.lower().endswith(".py") and (match := LOOKS_LIKE_A_WEEK.search(name))
+        elif (Path(name.lower()).suffix in MAX_BYTES and (match := LOOKS_LIKE_A_WEEK.search(name))
               and int(match[1]) in grading.WEEKS):
-            right = f"{grading.WEEKS[int(match[1])]}.py"
+            right = f"{grading.WEEKS[int(match[1])]}{Path(name.lower()).suffix}"
             problems.append(f"wrong file name {shown_name(name)!r}: week {match[1]} must be in {right}; not graded")
         else:
             unexpected.append(shown_name(name) + ("/" if kind == "folder" else ""))
-    for name, week in expected.items():
-        if name not in modules and not any(name in problem for problem in problems):
-            problems.append(f"missing {name}: week {week} scores 0")
+    for week in weeks:
+        module, notebook = (f"{grading.WEEKS[week]}{suffix}" for suffix in MAX_BYTES)
+        if module in modules and notebook in modules:
+            del modules[notebook]
+            problems.append(f"both {module} and {notebook} were submitted: {module} was graded")
+        elif not {module, notebook} & set(modules) and not any(module in problem or notebook in problem
+                                                               for problem in problems):
+            problems.append(f"missing {module}: week {week} scores 0")
     for name, content in modules.items():
         if problem := compile_problem(name, content):
             problems.append(problem)
@@ -300,7 +308,8 @@ def _select(entries: dict, archive, weeks: list[int]) -> Staged:
     if not modules:
         where = "/".join(root) + "/" if root else "the top level"
         problems = [problem for problem in problems if not problem.startswith("missing ")]
-        raise Malformed(f"no week module to grade in {where} (expected {', '.join(expected)})"
+        raise Malformed(f"no week module to grade in {where} (expected {', '.join(name for name in expected if name.endswith('.py'))}, "
+                        "or the notebooks of the same names)"
                         + (f"; {'; '.join(problems)}" if problems else ""))
     return Staged(modules, problems)
 
@@ -311,7 +320,14 @@ def shown_name(name: str) -> str:
 
 
 def compile_problem(name: str, content: bytes) -> str:
-    """"" when the module parses (nothing of it runs here), else a one-line reason."""
+    """"" when the module (or the notebook's code cells) parses (nothing of it runs here), else a
+    one-line reason."""
+    if name.endswith(".ipynb"):
+        try:
+            notebook_source.program(content, name, name.removesuffix(".ipynb") + ".py")
+        except notebook_source.NotebookError as error:
+            return f"{error}; its week scores 0"
+        return ""
     try:
         ast.parse(content, name)
     except SyntaxError as error:
